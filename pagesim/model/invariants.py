@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""What must hold whenever no lock is held: the structural invariants of the allocator.
+
+``check_invariants(m)`` walks every list once and every pfn once, so it is O(pages) and
+meant for small machines after every operation (tests, the checker) and for big ones on
+demand. It raises :class:`InvariantViolation` naming the first broken rule, the zone and
+the pfn, because a counterexample that says "counters differ" without saying where is
+no use to anyone.
+
+The rules:
+
+1. every pfn of a zone is in exactly one place: a free buddy block (head or inside it),
+   a pcplist entry, an allocated block, a reserved page, a hole, or an offline page;
+2. counters equal list contents: ``nr_free[order]``, ``NR_FREE_PAGES`` (isolated free
+   pages excluded), ``NR_FREE_CMA_PAGES``, every pcp ``count``;
+3. buddy blocks are well formed (aligned, one zone, PageBuddy and order on the head only)
+   and fully merged, unless the merge rules forbid it (an isolated pageblock never merges
+   with a non-isolated neighbour above pageblock size);
+4. nothing free of an isolated pageblock is outside the ISOLATE free lists, and the ISOLATE
+   lists hold nothing else; ``nr_isolate_pageblock`` counts the isolated pageblocks.
+   Pages of isolated blocks on pcplists are *not* checked here: that is the race the
+   checker looks for (see :func:`isolated_pages_on_pcplists`).
+"""
+
+from __future__ import annotations
+
+from pagesim.model.mmzone import (
+    MIGRATE_CMA,
+    MIGRATE_ISOLATE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    PG_buddy,
+    PG_hole,
+    PG_offline,
+    PG_pcp,
+    PG_reserved,
+    Machine,
+    Zone,
+    pindex_to_order,
+)
+from pagesim.model.page_alloc import free_list_pfns, get_pageblock_migratetype
+
+
+class InvariantViolation(AssertionError):
+    """An invariant of the allocator state does not hold; the message says which."""
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(f"{rule}: {detail}")
+        self.rule = rule
+        self.detail = detail
+
+
+def check_invariants(m: Machine) -> None:
+    """Raise :class:`InvariantViolation` unless every rule of the module docstring holds."""
+    for zone in m.zones:
+        if zone.spanned_pages:
+            _check_zone(m, zone)
+    for pcp in m.boot_pagesets:
+        if pcp.count or any(pcp.lists):
+            raise InvariantViolation(
+                "pcp", f"{pcp.name} holds {pcp.count} pages; with high 0 every addition "
+                "must have been flushed")
+
+
+def _check_zone(m: Machine, zone: Zone) -> None:
+    geom = m.geom
+    start, end = zone.zone_start_pfn, zone.zone_end_pfn
+    # 0 = not yet covered; filled with a one-letter owner as we go
+    owner = bytearray(end - start)
+    free_pages = 0
+    free_cma = 0
+    for order in range(geom.nr_orders):
+        blocks = 0
+        for mt in range(MIGRATE_TYPES):
+            for pfn in free_list_pfns(m, zone, order, mt):
+                blocks += 1
+                _check_free_block(m, zone, pfn, order, mt, owner)
+                if mt != MIGRATE_ISOLATE:
+                    free_pages += 1 << order
+                if mt == MIGRATE_CMA:
+                    free_cma += 1 << order
+        if blocks != zone.nr_free[order]:
+            raise InvariantViolation(
+                "counters", f"zone {zone.name}: free_area[{order}].nr_free is "
+                f"{zone.nr_free[order]} but its lists hold {blocks} blocks")
+    if free_pages != zone.nr_free_pages:
+        raise InvariantViolation(
+            "counters", f"zone {zone.name}: NR_FREE_PAGES is {zone.nr_free_pages} but the "
+            f"non-isolated free lists hold {free_pages} pages")
+    if free_cma != zone.nr_free_cma:
+        raise InvariantViolation(
+            "counters", f"zone {zone.name}: NR_FREE_CMA_PAGES is {zone.nr_free_cma} but the "
+            f"CMA lists hold {free_cma} pages")
+    _check_pcplists(m, zone, owner)
+    _check_remaining(m, zone, owner)
+    _check_merged(m, zone)
+    _check_isolation_counts(m, zone)
+
+
+def _claim(zone: Zone, owner: bytearray, pfn: int, n: int, what: int, desc: str) -> None:
+    start = zone.zone_start_pfn
+    if pfn < start or pfn + n > zone.zone_end_pfn:
+        raise InvariantViolation(
+            "one place", f"zone {zone.name}: {desc} at pfn {pfn:#x} (+{n}) lies outside the "
+            f"zone [{start:#x}, {zone.zone_end_pfn:#x})")
+    i = pfn - start
+    seg = owner[i:i + n]
+    if seg.count(0) != n:
+        j = next(k for k, v in enumerate(seg) if v)
+        raise InvariantViolation(
+            "one place", f"zone {zone.name}: pfn {pfn + j:#x} is in two places: "
+            f"{_OWNER_NAMES[seg[j]]} and {desc}")
+    owner[i:i + n] = bytes([what]) * n
+
+
+_OWN_FREE, _OWN_PCP, _OWN_ALLOC, _OWN_RESERVED, _OWN_HOLE, _OWN_OFFLINE = 1, 2, 3, 4, 5, 6
+_OWNER_NAMES = {1: "a free block", 2: "a pcplist", 3: "an allocated block",
+                4: "reserved", 5: "a hole", 6: "offline"}
+
+
+def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
+                      owner: bytearray) -> None:
+    where = f"zone {zone.name} free_area[{order}] list {mt}"
+    if pfn & ((1 << order) - 1):
+        raise InvariantViolation("buddy", f"{where}: block {pfn:#x} not aligned to its order")
+    if not m.flags[pfn] & PG_buddy or m.private[pfn] != order:
+        raise InvariantViolation(
+            "buddy", f"{where}: head {pfn:#x} lacks PageBuddy or has order {m.private[pfn]}")
+    if m.refcount[pfn]:
+        raise InvariantViolation("buddy", f"{where}: free page {pfn:#x} has a refcount")
+    n = 1 << order
+    for p in range(pfn + 1, pfn + n):
+        if m.flags[p] & (PG_buddy | PG_pcp | PG_reserved | PG_hole | PG_offline) or \
+                m.refcount[p]:
+            raise InvariantViolation("buddy", f"{where}: pfn {p:#x} inside free block "
+                                     f"{pfn:#x} is not a plain tail page")
+    if m.zone_id[pfn] != zone.idx or m.zone_id[pfn + n - 1] != zone.idx:
+        raise InvariantViolation("buddy", f"{where}: block {pfn:#x} crosses the zone")
+    pb_order = m.geom.pageblock_order
+    for b in range(pfn >> pb_order, ((pfn + n - 1) >> pb_order) + 1):
+        isolated = get_pageblock_migratetype(m, b << pb_order) == MIGRATE_ISOLATE
+        if isolated != (mt == MIGRATE_ISOLATE):
+            raise InvariantViolation(
+                "isolation", f"{where}: free block {pfn:#x} is on the "
+                f"{'ISOLATE' if mt == MIGRATE_ISOLATE else 'non-ISOLATE'} list but its "
+                f"pageblock {b} is {'isolated' if isolated else 'not isolated'}")
+    _claim(zone, owner, pfn, n, _OWN_FREE, f"free block order {order}")
+
+
+def _check_pcplists(m: Machine, zone: Zone, owner: bytearray) -> None:
+    if zone.boot_pageset:
+        return  # shared by every such zone; check_invariants checks they are empty
+    for pcp in zone.per_cpu_pageset:
+        total = 0
+        for pindex, lst in enumerate(pcp.lists):
+            order = pindex_to_order(m.kernel, m.geom, pindex)
+            for pfn in lst:
+                if m.zone_id[pfn] != zone.idx:
+                    raise InvariantViolation(
+                        "one place", f"{pcp.name} of zone {zone.name} holds pfn {pfn:#x} "
+                        f"of another zone")
+                if not m.flags[pfn] & PG_pcp or m.flags[pfn] & PG_buddy or m.refcount[pfn]:
+                    raise InvariantViolation(
+                        "pcp", f"{pcp.name}: pfn {pfn:#x} on a pcplist is not a free "
+                        "non-buddy page")
+                if m.private[pfn] != order:
+                    raise InvariantViolation(
+                        "pcp", f"{pcp.name}: pfn {pfn:#x} of order {m.private[pfn]} on the "
+                        f"order-{order} list {pindex}")
+                _claim(zone, owner, pfn, 1 << order, _OWN_PCP, f"{pcp.name} list {pindex}")
+                total += 1 << order
+        if total != pcp.count:
+            raise InvariantViolation(
+                "counters", f"{pcp.name}: count is {pcp.count} but its lists hold {total} "
+                "pages")
+
+
+def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
+    start = zone.zone_start_pfn
+    i = 0
+    n = len(owner)
+    flags = m.flags
+    while i < n:
+        if owner[i]:
+            i += 1
+            continue
+        pfn = start + i
+        f = flags[pfn]
+        if f & PG_hole:
+            owner[i] = _OWN_HOLE
+        elif f & PG_offline:
+            owner[i] = _OWN_OFFLINE
+        elif f & PG_reserved:
+            owner[i] = _OWN_RESERVED
+        elif m.refcount[pfn] > 0:
+            order = m.private[pfn]
+            _claim(zone, owner, pfn, 1 << order, _OWN_ALLOC, f"allocated block order {order}")
+            i += 1 << order
+            continue
+        elif f & (PG_buddy | PG_pcp):
+            raise InvariantViolation(
+                "one place", f"zone {zone.name}: pfn {pfn:#x} is marked "
+                f"{'PageBuddy' if f & PG_buddy else 'on a pcplist'} but is on no list")
+        else:
+            raise InvariantViolation(
+                "one place", f"zone {zone.name}: pfn {pfn:#x} is lost: not free, not on a "
+                "pcplist, not allocated, not reserved")
+        i += 1
+
+
+def _check_merged(m: Machine, zone: Zone) -> None:
+    geom = m.geom
+    k = m.kernel
+    for order in range(geom.max_order):
+        for mt in range(MIGRATE_TYPES):
+            for pfn in free_list_pfns(m, zone, order, mt):
+                buddy = pfn ^ (1 << order)
+                if not (buddy < m.end_pfn and m.flags[buddy] & PG_buddy
+                        and m.private[buddy] == order and m.zone_id[buddy] == zone.idx):
+                    continue
+                if pfn > buddy:
+                    continue  # report each pair once
+                if order >= geom.pageblock_order:
+                    a = get_pageblock_migratetype(m, pfn)
+                    b = get_pageblock_migratetype(m, buddy)
+                    if k.no_pcp_migratetype_cache:
+                        if a != b and not (a < MIGRATE_PCPTYPES and b < MIGRATE_PCPTYPES):
+                            continue
+                    elif a != b and MIGRATE_ISOLATE in (a, b):
+                        continue
+                raise InvariantViolation(
+                    "merged", f"zone {zone.name}: free blocks {pfn:#x} and {buddy:#x} of "
+                    f"order {order} are buddies and should have merged")
+
+
+def _check_isolation_counts(m: Machine, zone: Zone) -> None:
+    pb_order = m.geom.pageblock_order
+    first = zone.zone_start_pfn >> pb_order
+    last = (zone.zone_end_pfn - 1) >> pb_order
+    isolated = sum(1 for b in range(first, last + 1)
+                   if get_pageblock_migratetype(m, max(b << pb_order, zone.zone_start_pfn))
+                   == MIGRATE_ISOLATE and _block_in_zone(m, zone, b))
+    if isolated != zone.nr_isolate_pageblock:
+        raise InvariantViolation(
+            "isolation", f"zone {zone.name}: nr_isolate_pageblock is "
+            f"{zone.nr_isolate_pageblock} but {isolated} pageblocks are isolated")
+
+
+def _block_in_zone(m: Machine, zone: Zone, block: int) -> bool:
+    pfn = max(block << m.geom.pageblock_order, zone.zone_start_pfn)
+    return m.zone_id[pfn] == zone.idx and not m.flags[pfn] & PG_offline
+
+
+def isolated_pages_on_pcplists(m: Machine) -> list[tuple[str, int]]:
+    """(pcp name, pfn) of every pcplist page whose pageblock is isolated: the state the
+    2020 fix makes impossible outside a pcp critical section (spec §7, I2)."""
+    found = []
+    for zone in m.zones:
+        if zone.boot_pageset:
+            continue
+        for pcp in zone.per_cpu_pageset:
+            for lst in pcp.lists:
+                for pfn in lst:
+                    if get_pageblock_migratetype(m, pfn) == MIGRATE_ISOLATE:
+                        found.append((pcp.name, pfn))
+    return found

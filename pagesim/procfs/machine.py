@@ -1,0 +1,378 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Machines from /proc files, and /proc files from machines.
+
+A real /proc/zoneinfo says how big each zone is, its watermarks and every CPU's pcp
+state; /proc/pagetypeinfo (or, less precisely, /proc/buddyinfo) says how many free
+blocks of each order and migratetype there are and how many pageblocks of each type.
+None of them says *where* anything is. The importer therefore synthesises a layout that
+reproduces every number in the files and is a state the allocator could be in:
+
+* holes (spanned - present) go at the top of the zone, whole absent sections first,
+  which is where the PCI hole of DMA32 really is; reserved pages (present - managed) go
+  at the bottom, where the kernel image and early allocations live;
+* pageblock types are assigned from the bottom in the order Unmovable, Reclaimable,
+  HighAtomic, CMA, Isolate, Movable (boot allocations are unmovable and low);
+* free blocks are placed largest first, each in a pageblock of its own type when one has
+  room, never next to a free buddy of the same order (it would have merged), and never
+  across a reserved page or a hole;
+* every CPU's pcp ``count`` becomes that many order-0 pages on its pcplist, and what is
+  left of the managed pages is allocated (movable pages in Movable blocks).
+
+The machine is then checked with :func:`pagesim.model.invariants.check_invariants`, and
+its own /proc output reproduces the file's free lists, pageblock counts and pcp state.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+from pagesim.model.build import LayoutError, build_machine
+from pagesim.model.geometry import X86_64, Geometry
+from pagesim.model.kernels import Kernel, kernel
+from pagesim.model.mmzone import (
+    MIGRATE_CMA,
+    MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE,
+    MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE,
+    MIGRATETYPE_NAMES,
+    PB_migrate_isolate,
+    PG_hole,
+    PG_lru,
+    PG_pcp,
+    PG_reserved,
+    Machine,
+    Zone,
+    ZoneLayout,
+    order_to_pindex,
+)
+from pagesim.model.page_alloc import (
+    __mod_zone_freepage_state,
+    add_to_free_list_tail,
+    set_buddy_order,
+)
+from pagesim.procfs.types import Buddyinfo, Pagetypeinfo, Zoneinfo, ZoneInfo
+
+#: pageblock types are laid out from the bottom of each zone in this order
+_TYPE_ORDER = (MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC, MIGRATE_CMA,
+               MIGRATE_ISOLATE, MIGRATE_MOVABLE)
+
+
+class ImportError_(ValueError):
+    """The files describe a state no machine can be in (message names file and zone)."""
+
+
+@dataclass
+class ProcSources:
+    """The parsed files and their paths (for error messages)."""
+
+    zoneinfo: Zoneinfo
+    zoneinfo_path: str = "<zoneinfo>"
+    buddyinfo: Buddyinfo | None = None
+    buddyinfo_path: str = "<buddyinfo>"
+    pagetypeinfo: Pagetypeinfo | None = None
+    pagetypeinfo_path: str = "<pagetypeinfo>"
+
+
+def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None = None,
+                      geom: Geometry | None = None) -> Machine:
+    """Build a machine reproducing the files (see the module docstring)."""
+    k = kernel(kern)
+    zi = src.zoneinfo
+    if not zi.zones:
+        raise ImportError_(f"{src.zoneinfo_path}: no zones")
+    pti = src.pagetypeinfo
+    if geom is None:
+        geom = X86_64
+        if pti is not None:
+            geom = Geometry(pageblock_order=pti.pageblock_order, nr_orders=pti.nr_orders,
+                            cma="CMA" in pti.migratetypes)
+    file_cpus = _file_cpus(zi)
+    if nr_cpus is None:
+        nr_cpus = max(1, len(file_cpus))
+    nodes = {z.node for z in zi.zones}
+    if len(nodes) != 1:
+        raise ImportError_(f"{src.zoneinfo_path}: {len(nodes)} NUMA nodes; pagesim models "
+                           "one node (give the zoneinfo of a single-node machine)")
+    zone_names = tuple(z.name for z in zi.zones)
+    layouts = []
+    for z in zi.zones:
+        if not z.present:
+            continue
+        if z.start_pfn is None:
+            raise ImportError_(f"{src.zoneinfo_path}: zone {z.name} has no start_pfn line")
+        layouts.append(_layout(z, geom, src.zoneinfo_path))
+    try:
+        m = build_machine(layouts, kern=k, geom=geom, nr_cpus=nr_cpus,
+                          zone_names=zone_names, min_free_kbytes=0, free_memory=False)
+    except LayoutError as e:
+        raise ImportError_(f"{src.zoneinfo_path}: {e}") from e
+    m.min_free_kbytes = _min_free_kbytes(zi, geom)
+    for z in zi.zones:
+        zone = m.zone(z.name)
+        zone._watermark = [z.min - (z.boost or 0), z.low - (z.boost or 0),
+                           z.high - (z.boost or 0), (z.promo or 0) - (z.boost or 0)]
+        zone.watermark_boost = z.boost or 0
+        zone.lowmem_reserve = list(z.protection)
+        if not z.present:
+            continue
+        lay = next(lay for lay in layouts if lay.name == z.name)
+        _populate(m, zone, lay, z, src)
+        _load_pagesets(m, zone, z)
+    m.extra["zoneinfo"] = zi
+    return m
+
+
+def _file_cpus(zi: Zoneinfo) -> list[int]:
+    cpus: set[int] = set()
+    for z in zi.zones:
+        cpus.update(p.cpu for p in z.pagesets)
+    return sorted(cpus)
+
+
+def _layout(z: ZoneInfo, geom: Geometry, path: str) -> ZoneLayout:
+    start = z.start_pfn or 0
+    if z.present > z.spanned:
+        raise ImportError_(f"{path}: zone {z.name}: present {z.present} > spanned {z.spanned}")
+    if z.managed > z.present:
+        raise ImportError_(f"{path}: zone {z.name}: managed {z.managed} > present {z.present}")
+    end = start + z.spanned
+    hole = z.spanned - z.present
+    holes = ((end - hole, end),) if hole else ()
+    reserved_n = z.present - z.managed
+    reserved = ((start, start + reserved_n),) if reserved_n else ()
+    return ZoneLayout(z.name, start, z.spanned, holes, reserved)
+
+
+def _min_free_kbytes(zi: Zoneinfo, geom: Geometry) -> int:
+    """The min_free_kbytes that yields the file's min watermarks: the sum of the
+    non-movable zones' min, in KiB (inverse of __setup_per_zone_wmarks)."""
+    pages = sum(z.min - (z.boost or 0) for z in zi.zones if z.name != "Movable")
+    return pages << (geom.page_shift - 10)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _blocks_of_zone(m: Machine, zone: Zone) -> list[int]:
+    """The pageblocks pagetypeinfo counts: stepping from zone_start_pfn by a pageblock,
+    skipping pfns whose section has no present memory (pfn_to_online_page fails)."""
+    geom = m.geom
+    sec = geom.section_order
+    present_sections: set[int] = set()
+    start, end = zone.zone_start_pfn, zone.zone_end_pfn
+    for s in range(start >> sec, ((end - 1) >> sec) + 1):
+        lo, hi = max(start, s << sec), min(end, (s + 1) << sec)
+        if m.flags[lo:hi].count(PG_hole) != hi - lo:
+            present_sections.add(s)
+    return [pfn >> geom.pageblock_order for pfn in range(start, end, geom.pageblock_nr_pages)
+            if pfn >> sec in present_sections]
+
+
+def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSources) -> None:
+    geom = m.geom
+    blocks = _blocks_of_zone(m, zone)
+    wanted_blocks, free = _wanted(m, zone, z, src, len(blocks))
+    # pageblock types from the bottom, in _TYPE_ORDER
+    block_type: dict[int, int] = {}
+    i = 0
+    for mt in _TYPE_ORDER:
+        for _ in range(wanted_blocks.get(mt, 0)):
+            block_type[blocks[i]] = mt
+            i += 1
+    for b in blocks[i:]:
+        block_type[b] = MIGRATE_MOVABLE
+    for b, mt in block_type.items():
+        m.pageblock_flags[b] = mt if mt != MIGRATE_ISOLATE else _isolate_bits(m, b)
+        if mt == MIGRATE_ISOLATE:
+            zone.nr_isolate_pageblock += 1
+    # usable pfns: neither hole nor reserved; allocated pages of Movable blocks are
+    # migratable (PG_lru), which placing free and pcp pages below overwrites
+    start, end = zone.zone_start_pfn, zone.zone_end_pfn
+    used = m.flags[start:end].translate(_USED)
+    pb_pages = geom.pageblock_nr_pages
+    for b, mt in block_type.items():
+        if mt == MIGRATE_MOVABLE:
+            a, e = max(start, b * pb_pages), min(end, (b + 1) * pb_pages)
+            m.flags[a:e] = m.flags[a:e].translate(_MARK_LRU)
+    by_type: dict[int, list[int]] = {mt: [] for mt in range(MIGRATE_TYPES)}
+    for b in sorted(block_type):
+        by_type[block_type[b]].append(b)
+    heads: dict[int, int] = {}  # pfn -> order of placed free blocks
+    placer = _Placer(m, zone, used, heads)
+    for order in range(geom.max_order, -1, -1):
+        for mt in _TYPE_ORDER:
+            for _ in range(free[mt][order]):
+                pfn = placer.place(order, by_type[mt], block_type)
+                if pfn < 0:
+                    raise ImportError_(
+                        f"{src.pagetypeinfo_path if src.pagetypeinfo else src.zoneinfo_path}: "
+                        f"zone {zone.name}: no room for a free {MIGRATETYPE_NAMES[mt]} block "
+                        f"of order {order} (the free lists exceed what the managed pages "
+                        "can hold)")
+                n = 1 << order
+                m.flags[pfn:pfn + n] = bytes(n)
+                m.refcount[pfn:pfn + n] = array("i", bytes(4 * n))
+                set_buddy_order(m, pfn, order)
+                add_to_free_list_tail(m, zone, pfn, order, mt)
+                if mt != MIGRATE_ISOLATE:
+                    __mod_zone_freepage_state(zone, 1 << order, mt)
+    # pcp pages, then everything else allocated
+    cursor = 0
+    for p in z.pagesets:
+        if p.cpu >= m.nr_cpus or not p.count:
+            continue
+        pcp_mt = MIGRATE_MOVABLE
+        pindex = order_to_pindex(m.kernel, geom, pcp_mt, 0)
+        lst = []
+        while len(lst) < p.count:
+            while cursor < len(used) and used[cursor]:
+                cursor += 1
+            if cursor >= len(used):
+                raise ImportError_(f"{src.zoneinfo_path}: zone {zone.name}: cpu {p.cpu} has "
+                                   f"{p.count} pages on its pcplists, more than the zone has "
+                                   "left after its free lists")
+            used[cursor] = 1
+            lst.append(start + cursor)
+        pcp = zone.per_cpu_pageset[p.cpu] if not zone.boot_pageset else None
+        for pfn in lst:
+            m.flags[pfn] = PG_pcp
+            m.refcount[pfn] = 0
+            m.index[pfn] = pcp_mt
+            if pcp is not None:
+                pcp.lists[pindex].append(pfn)
+        if pcp is not None:
+            pcp.count += len(lst)
+
+
+def _isolate_bits(m: Machine, block: int) -> int:
+    if m.kernel.isolate_bit:
+        return PB_migrate_isolate | MIGRATE_MOVABLE
+    return MIGRATE_ISOLATE
+
+
+#: bytes.translate tables over struct page flags
+_USED = bytes(1 if f & (PG_hole | PG_reserved) else 0 for f in range(256))
+_MARK_LRU = bytes(PG_lru if f == 0 else f for f in range(256))
+
+
+def _wanted(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources,
+            nblocks: int) -> tuple[dict[int, int], list[list[int]]]:
+    """Pageblock counts per type and free blocks per (type, order) from the files."""
+    geom = m.geom
+    free = [[0] * geom.nr_orders for _ in range(MIGRATE_TYPES)]
+    blocks: dict[int, int] = {}
+    pti = src.pagetypeinfo
+    bi = src.buddyinfo
+    bz = next((b for b in bi.zones if b.name == z.name), None) if bi else None
+    pz = next((p for p in pti.zones if p.name == z.name), None) if pti else None
+    if pz is not None:
+        assert pti is not None
+        for name, counts in pz.free.items():
+            mt = MIGRATETYPE_NAMES.index(name)
+            for order, n in enumerate(counts):
+                if (name, order) in pz.capped:
+                    if bz is None:
+                        raise ImportError_(
+                            f"{src.pagetypeinfo_path}: zone {z.name}: the {name} count at "
+                            f"order {order} is capped (>100000); give the buddyinfo too")
+                    others = sum(c[order] for nm, c in pz.free.items() if nm != name)
+                    n = bz.nr_free[order] - others
+                free[mt][order] = n
+        for name, n in pz.blocks.items():
+            blocks[MIGRATETYPE_NAMES.index(name)] = n
+        total = sum(blocks.values())
+        if total != nblocks:
+            raise ImportError_(
+                f"{src.pagetypeinfo_path}: zone {z.name}: {total} pageblocks counted by type, "
+                f"but a zone of {z.spanned} pages from pfn {z.start_pfn} with {z.present} "
+                f"present has {nblocks}")
+    elif bz is not None:
+        for order, n in enumerate(bz.nr_free):
+            free[MIGRATE_MOVABLE][order] = n
+    else:
+        remaining = z.stat("nr_free_pages") if z.stat("nr_free_pages") is not None else z.free
+        for order in range(geom.max_order, -1, -1):
+            n, remaining = divmod(remaining, 1 << order)
+            free[MIGRATE_MOVABLE][order] = n
+    return blocks, free
+
+
+class _Placer:
+    """First fit for free blocks (see the module docstring)."""
+
+    def __init__(self, m: Machine, zone: Zone, used: bytearray, heads: dict[int, int]) -> None:
+        self.m = m
+        self.zone = zone
+        self.used = used
+        self.heads = heads
+        self.start = zone.zone_start_pfn
+        self.cursor: dict[tuple[int, int], int] = {}
+
+    def _fits(self, pfn: int, order: int) -> bool:
+        i = pfn - self.start
+        n = 1 << order
+        if i < 0 or i + n > len(self.used):
+            return False
+        if self.used[i:i + n].count(0) != n:
+            return False
+        buddy = pfn ^ n
+        return self.heads.get(buddy) != order or order == self.m.geom.max_order
+
+    def place(self, order: int, own_blocks: list[int], block_type: dict[int, int]) -> int:
+        pfn = self._first_fit(order, own_blocks, 0)
+        if pfn < 0:
+            pfn = self._first_fit(order, sorted(block_type), 1)
+        if pfn >= 0:
+            i = pfn - self.start
+            self.used[i:i + (1 << order)] = b"\x01" * (1 << order)
+            self.heads[pfn] = order
+        return pfn
+
+    def _first_fit(self, order: int, blocks: list[int], key: int) -> int:
+        geom = self.m.geom
+        pb = geom.pageblock_order
+        n = 1 << order
+        if order >= pb:
+            span = 1 << (order - pb)
+            bset = set(blocks)
+            for b in blocks:
+                if b % span or any(b + j not in bset for j in range(span)):
+                    continue
+                pfn = b << pb
+                if self._fits(pfn, order):
+                    return pfn
+            return -1
+        ck = (key, order)
+        i = self.cursor.get(ck, 0)
+        while i < len(blocks):
+            base = blocks[i] << pb
+            for off in range(0, 1 << pb, n):
+                if self._fits(base + off, order):
+                    self.cursor[ck] = i
+                    return base + off
+            i += 1
+        self.cursor[ck] = i
+        return -1
+
+
+def _load_pagesets(m: Machine, zone: Zone, z: ZoneInfo) -> None:
+    """The pcp limits as the file shows them; CPUs beyond the file's get CPU 0's."""
+    if zone.boot_pageset or not z.pagesets:
+        return
+    by_cpu = {p.cpu: p for p in z.pagesets}
+    first = z.pagesets[0]
+    for pcp in zone.per_cpu_pageset:
+        p = by_cpu.get(pcp.cpu, first)
+        pcp.high = p.high if pcp.cpu in by_cpu else (first.high_min or first.high)
+        pcp.batch = p.batch
+        pcp.high_min = p.high_min if p.high_min is not None else p.high
+        pcp.high_max = p.high_max if p.high_max is not None else p.high
+    zone.pageset_high = first.high
+    zone.pageset_batch = first.batch
+    zone.pageset_high_min = first.high_min if first.high_min is not None else first.high
+    zone.pageset_high_max = first.high_max if first.high_max is not None else first.high
+
