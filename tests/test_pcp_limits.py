@@ -326,13 +326,11 @@ def test_decay_pcp_high() -> None:
     assert d.pcp_high == 48000 - (63 << 5) and d.to_drain == 63 << 5
 
 
-def test_feature_lookup() -> None:
-    assert pl.feature(kernel("v6.19"), "zone_highsize") is True
-    assert pl.feature(kernel("v5.10"), "zone_highsize") is False
-    assert pl.feature(kernel("v6.19"), "zone_batchsize_floor_one") is True
-    assert pl.feature(kernel("v6.18"), "zone_batchsize_floor_one") is False
-    with pytest.raises(KeyError):
-        pl.feature(kernel("v6.1"), "no_such_feature")
+def test_generation_features_used_by_the_formulas() -> None:
+    assert kernel("v6.19").zone_highsize is True
+    assert kernel("v5.10").zone_highsize is False
+    assert kernel("v6.19").zone_batchsize_floor_one is True
+    assert kernel("v6.18").zone_batchsize_floor_one is False
 
 
 def test_free_high_scaled() -> None:
