@@ -221,7 +221,7 @@ class Machine:
     """
 
     def __init__(self, kernel: Kernel, geom: Geometry, nr_cpus: int, end_pfn: int,
-                 zone_names: tuple[str, ...] = ("DMA", "DMA32", "Normal", "Movable")) -> None:
+                 zone_names: tuple[str, ...] = ZONE_NAMES) -> None:
         if nr_cpus < 1:
             raise ValueError(f"nr_cpus {nr_cpus}: a machine needs at least one CPU")
         if end_pfn < 1:

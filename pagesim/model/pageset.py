@@ -130,3 +130,22 @@ def percpu_pagelist_fraction_sysctl_handler(m: Machine, value: int) -> Gen:
                 yield from zone_set_pageset_high_and_batch(m, zone, 0)
     yield mutex_unlock(m.pcp_batch_high_lock)
     return 0
+
+
+def set_pcp_limits(m: Machine, zone: Zone, high: int, batch: int) -> None:
+    """Pin a zone's pcp limits to chosen values on every CPU (and in the zone's cache).
+
+    Not a kernel interface: small scenarios need "high 3, batch 2" on zones whose
+    formulas would give 0/1. Later recomputations (zone_pcp_update) replace them, as they
+    would replace a sysctl-derived value.
+    """
+    if batch < 1 or high < 0:
+        raise ValueError(f"pcp limits high {high}, batch {batch}: batch must be >= 1 and "
+                         "high >= 0")
+    if zone.boot_pageset:
+        raise ValueError(f"zone {zone.name} is not populated and uses the boot pagesets")
+    zone.pageset_high = zone.pageset_high_min = zone.pageset_high_max = high
+    zone.pageset_batch = batch
+    for pcp in zone.per_cpu_pageset:
+        pcp.high = pcp.high_min = pcp.high_max = high
+        pcp.batch = batch

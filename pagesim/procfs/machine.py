@@ -7,16 +7,18 @@ blocks of each order and migratetype there are and how many pageblocks of each t
 None of them says *where* anything is. The importer therefore synthesises a layout that
 reproduces every number in the files and is a state the allocator could be in:
 
-* holes (spanned - present) go at the top of the zone, whole absent sections first,
-  which is where the PCI hole of DMA32 really is; reserved pages (present - managed) go
-  at the bottom, where the kernel image and early allocations live;
+* holes (spanned - present): whole absent sections at the top of the zone, which is
+  where the PCI hole of DMA32 really is, and the rest at the bottom, like the legacy
+  BIOS hole of DMA;
 * pageblock types are assigned from the bottom in the order Unmovable, Reclaimable,
   HighAtomic, CMA, Isolate, Movable (boot allocations are unmovable and low);
 * free blocks are placed largest first, each in a pageblock of its own type when one has
   room, never next to a free buddy of the same order (it would have merged), and never
   across a reserved page or a hole;
-* every CPU's pcp ``count`` becomes that many order-0 pages on its pcplist, and what is
-  left of the managed pages is allocated (movable pages in Movable blocks).
+* every CPU's pcp ``count`` becomes that many order-0 pages on its pcplist; then the
+  reserved pages (present - managed) take the lowest pfns left, and what remains is
+  allocated (migratable in Movable blocks). Reserved pages come last because a zone can
+  be almost entirely free: only the real free blocks' positions leave room for them.
 
 The machine is then checked with :func:`pagesim.model.invariants.check_invariants`, and
 its own /proc output reproduces the file's free lists, pageblock counts and pcp state.
@@ -24,6 +26,7 @@ its own /proc output reproduces the file's free lists, pageblock counts and pcp 
 
 from __future__ import annotations
 
+import copy
 from array import array
 from dataclasses import dataclass
 
@@ -42,6 +45,7 @@ from pagesim.model.mmzone import (
     PB_migrate_isolate,
     PG_hole,
     PG_lru,
+    PG_offline,
     PG_pcp,
     PG_reserved,
     Machine,
@@ -122,7 +126,7 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
         lay = next(lay for lay in layouts if lay.name == z.name)
         _populate(m, zone, lay, z, src)
         _load_pagesets(m, zone, z)
-    m.extra["zoneinfo"] = zi
+    m.extra["zoneinfo"] = copy.deepcopy(zi)
     return m
 
 
@@ -141,10 +145,15 @@ def _layout(z: ZoneInfo, geom: Geometry, path: str) -> ZoneLayout:
         raise ImportError_(f"{path}: zone {z.name}: managed {z.managed} > present {z.present}")
     end = start + z.spanned
     hole = z.spanned - z.present
-    holes = ((end - hole, end),) if hole else ()
-    reserved_n = z.present - z.managed
-    reserved = ((start, start + reserved_n),) if reserved_n else ()
-    return ZoneLayout(z.name, start, z.spanned, holes, reserved)
+    sec = geom.pages_per_section
+    whole = hole // sec if end % sec == 0 else 0
+    part = hole - whole * sec
+    holes = []
+    if part:
+        holes.append((start, start + part))
+    if whole:
+        holes.append((end - whole * sec, end))
+    return ZoneLayout(z.name, start, z.spanned, tuple(holes))
 
 
 def _min_free_kbytes(zi: Zoneinfo, geom: Geometry) -> int:
@@ -166,7 +175,7 @@ def _blocks_of_zone(m: Machine, zone: Zone) -> list[int]:
     start, end = zone.zone_start_pfn, zone.zone_end_pfn
     for s in range(start >> sec, ((end - 1) >> sec) + 1):
         lo, hi = max(start, s << sec), min(end, (s + 1) << sec)
-        if m.flags[lo:hi].count(PG_hole) != hi - lo:
+        if m.flags[lo:hi].translate(_ABSENT).count(1) != hi - lo:
             present_sections.add(s)
     return [pfn >> geom.pageblock_order for pfn in range(start, end, geom.pageblock_nr_pages)
             if pfn >> sec in present_sections]
@@ -175,6 +184,9 @@ def _blocks_of_zone(m: Machine, zone: Zone) -> list[int]:
 def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSources) -> None:
     geom = m.geom
     blocks = _blocks_of_zone(m, zone)
+    if src.pagetypeinfo is not None:
+        _mark_offline_sections(m, zone, z, src, blocks)
+        blocks = _blocks_of_zone(m, zone)
     wanted_blocks, free = _wanted(m, zone, z, src, len(blocks))
     # pageblock types from the bottom, in _TYPE_ORDER
     block_type: dict[int, int] = {}
@@ -220,32 +232,68 @@ def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSou
                 add_to_free_list_tail(m, zone, pfn, order, mt)
                 if mt != MIGRATE_ISOLATE:
                     __mod_zone_freepage_state(zone, 1 << order, mt)
-    # pcp pages, then everything else allocated
+    # pcp pages, then the reserved pages, in the lowest pfns left; the rest is allocated
     cursor = 0
-    for p in z.pagesets:
-        if p.cpu >= m.nr_cpus or not p.count:
-            continue
-        pcp_mt = MIGRATE_MOVABLE
-        pindex = order_to_pindex(m.kernel, geom, pcp_mt, 0)
-        lst = []
-        while len(lst) < p.count:
-            while cursor < len(used) and used[cursor]:
-                cursor += 1
-            if cursor >= len(used):
-                raise ImportError_(f"{src.zoneinfo_path}: zone {zone.name}: cpu {p.cpu} has "
-                                   f"{p.count} pages on its pcplists, more than the zone has "
-                                   "left after its free lists")
+
+    def take(n: int, what: str) -> list[int]:
+        nonlocal cursor
+        out = []
+        for _ in range(n):
+            cursor = used.find(0, cursor)
+            if cursor < 0:
+                raise ImportError_(f"{src.zoneinfo_path}: zone {zone.name}: no room left for "
+                                   f"{what} after the free lists")
             used[cursor] = 1
-            lst.append(start + cursor)
-        pcp = zone.per_cpu_pageset[p.cpu] if not zone.boot_pageset else None
-        for pfn in lst:
+            out.append(start + cursor)
+        return out
+
+    for p in z.pagesets:
+        if p.cpu >= m.nr_cpus or not p.count or zone.boot_pageset:
+            continue
+        pcp = zone.per_cpu_pageset[p.cpu]
+        pindex = order_to_pindex(m.kernel, geom, MIGRATE_MOVABLE, 0)
+        for pfn in take(p.count, f"the {p.count} pages on cpu {p.cpu}'s pcplists"):
             m.flags[pfn] = PG_pcp
             m.refcount[pfn] = 0
-            m.index[pfn] = pcp_mt
-            if pcp is not None:
-                pcp.lists[pindex].append(pfn)
-        if pcp is not None:
-            pcp.count += len(lst)
+            m.index[pfn] = MIGRATE_MOVABLE
+            pcp.lists[pindex].append(pfn)
+        pcp.count += p.count
+    offline = m.flags[start:end].count(PG_offline)
+    reserved = z.present - z.managed - offline
+    for pfn in take(reserved, f"{reserved} reserved pages (present - managed)"):
+        m.flags[pfn] = PG_reserved
+    zone.managed_pages = z.managed
+
+
+def _mark_offline_sections(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources,
+                           blocks: list[int]) -> None:
+    """Present memory that pagetypeinfo does not count is offline (its sections are not
+    online: a memory block added but not onlined, or offlined and still present). Such
+    sections are taken from the top of the zone, below any absent ones."""
+    assert src.pagetypeinfo is not None
+    pz = next((p for p in src.pagetypeinfo.zones if p.name == z.name), None)
+    if pz is None:
+        return
+    counted = sum(pz.blocks.values())
+    missing = len(blocks) - counted
+    if missing <= 0:
+        return
+    geom = m.geom
+    per_section = geom.pages_per_section >> geom.pageblock_order
+    if missing % per_section:
+        raise ImportError_(
+            f"{src.pagetypeinfo_path}: zone {z.name}: counts {counted} pageblocks where the "
+            f"zoneinfo implies {len(blocks)}; the difference is not whole sections")
+    sec = geom.section_order
+    todo = missing // per_section
+    s = (zone.zone_end_pfn - 1) >> sec
+    while todo and s >= zone.zone_start_pfn >> sec:
+        lo, hi = max(zone.zone_start_pfn, s << sec), min(zone.zone_end_pfn, (s + 1) << sec)
+        if m.flags[lo:hi].count(PG_hole) != hi - lo:
+            m.flags[lo:hi] = bytes([PG_offline]) * (hi - lo)
+            m.refcount[lo:hi] = array("i", bytes(4 * (hi - lo)))
+            todo -= 1
+        s -= 1
 
 
 def _isolate_bits(m: Machine, block: int) -> int:
@@ -255,7 +303,8 @@ def _isolate_bits(m: Machine, block: int) -> int:
 
 
 #: bytes.translate tables over struct page flags
-_USED = bytes(1 if f & (PG_hole | PG_reserved) else 0 for f in range(256))
+_USED = bytes(1 if f & (PG_hole | PG_reserved | PG_offline) else 0 for f in range(256))
+_ABSENT = bytes(1 if f & (PG_hole | PG_offline) else 0 for f in range(256))
 _MARK_LRU = bytes(PG_lru if f == 0 else f for f in range(256))
 
 
@@ -294,11 +343,35 @@ def _wanted(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources,
         for order, n in enumerate(bz.nr_free):
             free[MIGRATE_MOVABLE][order] = n
     else:
-        remaining = z.stat("nr_free_pages") if z.stat("nr_free_pages") is not None else z.free
-        for order in range(geom.max_order, -1, -1):
-            n, remaining = divmod(remaining, 1 << order)
-            free[MIGRATE_MOVABLE][order] = n
+        _free_from_counters(z, geom, free[MIGRATE_MOVABLE])
     return blocks, free
+
+
+def _free_from_counters(z: ZoneInfo, geom: Geometry, row: list[int]) -> None:
+    """Free blocks per order when only the zoneinfo is known: the free pages in whole
+    pageblocks or more (nr_free_pages_blocks, 6.17+; else as many as possible) as the
+    largest blocks, the rest spread evenly over as few pageblocks as hold it, each
+    pageblock's share in binary (one block per order, so none of them are buddies)."""
+    total = z.stat("nr_free_pages")
+    if total is None:
+        total = z.free
+    pb = geom.pageblock_order
+    big = z.stat("nr_free_pages_blocks")
+    if big is None or big > total:
+        big = total >> pb << pb
+    rest = total - big
+    for order in range(geom.max_order, pb - 1, -1):
+        row[order], big = divmod(big, 1 << order)
+    rest += big
+    per_block = (1 << pb) - 1
+    if rest:
+        nblocks = -(-rest // per_block)
+        share, extra = divmod(rest, nblocks)
+        for i in range(nblocks):
+            q = share + (1 if i < extra else 0)
+            for order in range(pb):
+                if q >> order & 1:
+                    row[order] += 1
 
 
 class _Placer:
