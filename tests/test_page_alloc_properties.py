@@ -19,7 +19,8 @@ a failure prints the steps as Python that replays it, e.g.::
 
     state = AllocatorMachine_v5_10()
     state.boot(geom=Geometry(...), nr_cpus=2, layout=..., limits=(3, 2))
-    pages_0 = state.alloc_page(cpu=1, mt=0)
+    state.alloc_page(cpu=1, mt=0)
+    state.free_page_list(picks=[0, 3], cpu=0)
     ...
 """
 
@@ -33,12 +34,10 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    Bundle,
     RuleBasedStateMachine,
-    consumes,
     initialize,
     invariant,
-    multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -91,6 +90,8 @@ LIMITS = (None, (0, 1), (1, 1), (2, 1), (3, 2), (4, 2), (6, 3), (8, 4))
 
 PCP_TYPES = st.sampled_from((MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE))
 CPUS = st.integers(0, 2)
+#: which held block a free takes (modulo the number held, in pfn order)
+PICK = st.integers(0, 63)
 
 
 def machine_state(m: Machine) -> dict[str, Any]:
@@ -158,9 +159,6 @@ class AllocatorMachine(RuleBasedStateMachine):
     """The allocator under random use; ``kern`` is set by the per-generation subclasses."""
 
     kern = "v6.19"
-
-    pages = Bundle("pages")  # held order-0 pages (pfn)
-    blocks = Bundle("blocks")  # held blocks of order >= 1: (pfn, order)
 
     def __init__(self) -> None:
         super().__init__()
@@ -235,34 +233,47 @@ class AllocatorMachine(RuleBasedStateMachine):
         self.held[pfn] = order
         return pfn
 
-    @rule(target=pages, cpu=CPUS, mt=PCP_TYPES)
-    def alloc_page(self, cpu: int, mt: int) -> Any:
-        pfn = self._alloc(cpu, 0, mt)
-        return multiple() if pfn < 0 else pfn
+    @rule(cpu=CPUS, mt=PCP_TYPES)
+    def alloc_page(self, cpu: int, mt: int) -> None:
+        self._alloc(cpu, 0, mt)
 
-    @rule(target=blocks, cpu=CPUS, order=st.integers(1, 4), mt=PCP_TYPES)
-    def alloc_block(self, cpu: int, order: int, mt: int) -> Any:
-        if order > self.m.geom.max_order:
-            return multiple()  # no such order on this geometry
-        pfn = self._alloc(cpu, order, mt)
-        return multiple() if pfn < 0 else (pfn, order)
+    @rule(cpu=CPUS, order=st.integers(1, 4), mt=PCP_TYPES)
+    def alloc_block(self, cpu: int, order: int, mt: int) -> None:
+        if order <= self.m.geom.max_order:
+            self._alloc(cpu, order, mt)
 
-    @rule(pfn=consumes(pages), cpu=CPUS)
-    def free_page(self, pfn: int, cpu: int) -> None:
-        assert self.held.pop(pfn) == 0
-        self.both(self.cpu(cpu), free_pages_api, pfn, 0)
+    def _pick(self, i: int, order0: bool) -> int:
+        """The i-th held block (modulo), among order-0 pages or larger blocks."""
+        cands = sorted(p for p, o in self.held.items() if (o == 0) == order0)
+        return cands[i % len(cands)]
 
-    @rule(block=consumes(blocks), cpu=CPUS)
-    def free_block(self, block: tuple[int, int], cpu: int) -> None:
-        pfn, order = block
-        assert self.held.pop(pfn) == order
-        self.both(self.cpu(cpu), free_pages_api, pfn, order)
+    def has_pages(self) -> bool:
+        return any(o == 0 for o in self.held.values())
 
-    @rule(pfns=st.lists(consumes(pages), min_size=1, max_size=8, unique=True), cpu=CPUS)
-    def free_page_list(self, pfns: list[int], cpu: int) -> None:
-        """release_pages(): drop each reference, then free the batch."""
-        for pfn in pfns:
-            assert self.held.pop(pfn) == 0
+    def has_blocks(self) -> bool:
+        return any(o > 0 for o in self.held.values())
+
+    @precondition(has_pages)
+    @rule(pick=PICK, cpu=CPUS)
+    def free_page(self, pick: int, cpu: int) -> None:
+        pfn = self._pick(pick, True)
+        self.both(self.cpu(cpu), free_pages_api, pfn, self.held.pop(pfn))
+
+    @precondition(has_blocks)
+    @rule(pick=PICK, cpu=CPUS)
+    def free_block(self, pick: int, cpu: int) -> None:
+        pfn = self._pick(pick, False)
+        self.both(self.cpu(cpu), free_pages_api, pfn, self.held.pop(pfn))
+
+    @precondition(has_pages)
+    @rule(picks=st.lists(PICK, min_size=1, max_size=8), cpu=CPUS)
+    def free_page_list(self, picks: list[int], cpu: int) -> None:
+        """release_pages(): drop each page's reference, then free the batch."""
+        pfns: list[int] = []
+        for i in picks:
+            if self.has_pages():
+                pfns.append(self._pick(i, True))
+                self.held.pop(pfns[-1])
 
         def put(m: Machine) -> None:
             for pfn in pfns:
@@ -270,7 +281,7 @@ class AllocatorMachine(RuleBasedStateMachine):
                 m.refcount[pfn] = 0
 
         self.on_both(put)
-        self.both(self.cpu(cpu), free_unref_page_list, list(pfns))
+        self.both(self.cpu(cpu), free_unref_page_list, pfns)
 
     @rule(cpu=CPUS, caller=CPUS)
     def drain(self, cpu: int, caller: int) -> None:
@@ -279,20 +290,23 @@ class AllocatorMachine(RuleBasedStateMachine):
         caller = self.cpu(caller) if self.m.kernel.remote_drain else cpu
         self.both(caller, drain_pages, cpu)
 
-    @rule(value=st.sampled_from((0, 8, 10, 16, 32, 5)))
-    def sysctl(self, value: int) -> None:
-        ret = self.both(0, percpu_pagelist_fraction_sysctl_handler, value)
-        assert ret == (-EINVAL if 0 < value < 8 else 0)
-
-    @rule(zone=st.integers(0, 1))
-    def pcp_update(self, zone: int) -> None:
-        zones = self.m.populated_zones()
-        z = zones[zone % len(zones)]
-        self.both(0, zone_pcp_update, ZoneArg(z.idx))
-
-    @rule(limits=st.sampled_from(LIMITS[1:]))
-    def set_limits(self, limits: tuple[int, int]) -> None:
-        self.force_limits(*limits)
+    @rule(action=st.one_of(
+        st.tuples(st.just("sysctl"), st.sampled_from((0, 8, 10, 16, 32, 5))),
+        st.tuples(st.just("zone_pcp_update"), st.integers(0, 1)),
+        st.tuples(st.just("limits"), st.sampled_from(LIMITS[1:]))))
+    def retune(self, action: tuple[str, Any]) -> None:
+        """Change the pcp limits: the sysctl (1..7 is -EINVAL), zone_pcp_update (back to
+        the formulas), or forced small values again. One rule, so that these are rarer
+        than allocations and frees."""
+        what, arg = action
+        if what == "sysctl":
+            ret = self.both(0, percpu_pagelist_fraction_sysctl_handler, arg)
+            assert ret == (-EINVAL if 0 < arg < 8 else 0)
+        elif what == "zone_pcp_update":
+            zones = self.m.populated_zones()
+            self.both(0, zone_pcp_update, ZoneArg(zones[arg % len(zones)].idx))
+        else:
+            self.force_limits(*arg)
 
     # -- after every step ---------------------------------------------------------------
     @invariant()
@@ -350,7 +364,7 @@ def _machine_class(kern: str) -> type[AllocatorMachine]:
 
 MACHINES = {k: _machine_class(k) for k in KERNELS}
 
-SETTINGS = settings(max_examples=12, stateful_step_count=40, deadline=None,
+SETTINGS = settings(max_examples=25, stateful_step_count=50, deadline=None,
                     derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.filter_too_much])
