@@ -216,29 +216,29 @@ def test_scaled_free_doubles_until_it_would_empty_the_list() -> None:
         thr = pl.nr_pcp_high_scaled(high, batch, reclaim_active=False)
         assert count >= thr
         r = pl.nr_pcp_free_scaled(count, thr, batch, ff)
-        got.append((r.nr_to_free, r.free_factor))
-        ff = r.free_factor
+        got.append((r[0], r[1]))
+        ff = r[1]
     # 63, 126, 252 -> clamped to high - batch = 315; free_factor stops growing at 3
     assert got == [(63, 1), (126, 2), (252, 3), (315, 3), (315, 3)]
 
 
 def test_scaled_free_cap_of_stable_backports() -> None:
     r = pl.nr_pcp_free_scaled(10**6, 10**6, 63, 5, scale_max=pl.PCP_BATCH_SCALE_MAX)
-    assert r == pl.ScaledFree(63 << 5, 5)
+    assert r == (63 << 5, 5)
     r = pl.nr_pcp_free_scaled(10**6, 10**6, 63, 5)  # mainline: no cap
-    assert r == pl.ScaledFree(63 << 5, 6)
+    assert r == (63 << 5, 6)
 
 
 def test_scaled_disabled_and_special_cases() -> None:
     # zone_pcp_disable: high 0, batch 1 -> threshold 0, frees exactly one page
     thr = pl.nr_pcp_high_scaled(0, 1, reclaim_active=False)
     assert thr == 0
-    assert pl.nr_pcp_free_scaled(1, thr, 1, 0) == pl.ScaledFree(1, 0)
-    assert pl.nr_pcp_free_scaled(5, 10, 63, 0).nr_to_free == 1  # high < batch
+    assert pl.nr_pcp_free_scaled(1, thr, 1, 0) == (1, 0)
+    assert pl.nr_pcp_free_scaled(5, 10, 63, 0)[0] == 1  # high < batch
     assert pl.nr_pcp_high_scaled(6915, 63, reclaim_active=True) == 252
     assert pl.nr_pcp_high_scaled(100, 63, reclaim_active=True) == 100
     assert pl.nr_pcp_high_scaled(6915, 63, reclaim_active=False, free_high=True) == 0
-    assert pl.nr_pcp_free_scaled(77, 0, 63, 2, free_high=True) == pl.ScaledFree(77, 2)
+    assert pl.nr_pcp_free_scaled(77, 0, 63, 2, free_high=True) == (77, 2)
 
 
 # --- 6.7+: auto-tuning -------------------------------------------------------------------
@@ -249,11 +249,11 @@ def test_disabled_pcp_free_flushes_exactly_one_page() -> None:
         for count, free_count in ((1, 1), (7, 32), (1000, 0)):
             h = pl.nr_pcp_high(pcp_high, 0, 0, count, free_count, 1, free_high=False,
                                reclaim_active=False, below_high=False)
-            assert h == pl.PcpHigh(0, 0)
-            assert count >= h.threshold
-            assert pl.nr_pcp_free(count, free_count, 1, h.threshold, free_high=False) == 1
+            assert h == (0, 0)
+            assert count >= h[0]
+            assert pl.nr_pcp_free(count, free_count, 1, h[0], free_high=False) == 1
     a = pl.nr_pcp_alloc(6272, 0, 0, 0, 3, 1, 0, below_high=False)
-    assert a == pl.PcpAlloc(1, 0, 3)
+    assert a == (1, 0, 3)
 
 
 def test_nr_pcp_free_high_below_batch_is_one() -> None:
@@ -275,44 +275,44 @@ def test_nr_pcp_free_clamps_free_count() -> None:
 def test_nr_pcp_high_rules() -> None:
     kw = {"free_high": False, "reclaim_active": False, "below_high": False}
     # a fresh pcp (high 0) picks up high_min
-    assert pl.nr_pcp_high(0, 6272, 48300, 10, 1, 63, **kw) == pl.PcpHigh(6272, 6272)
+    assert pl.nr_pcp_high(0, 6272, 48300, 10, 1, 63, **kw) == (6272, 6272)
     # pinned by the sysctl: no tuning
-    assert pl.nr_pcp_high(1000, 3864, 3864, 5000, 900, 63, **kw) == pl.PcpHigh(3864, 3864)
+    assert pl.nr_pcp_high(1000, 3864, 3864, 5000, 900, 63, **kw) == (3864, 3864)
     # full list: this free still flushes at the old high, the next ones get more room
-    assert pl.nr_pcp_high(6272, 6272, 48300, 6272, 7000, 63, **kw) == pl.PcpHigh(6272, 7063)
-    assert pl.nr_pcp_high(6272, 6272, 48300, 6272, 10**6, 63, **kw) == pl.PcpHigh(6272, 48300)
+    assert pl.nr_pcp_high(6272, 6272, 48300, 6272, 7000, 63, **kw) == (6272, 7063)
+    assert pl.nr_pcp_high(6272, 6272, 48300, 6272, 10**6, 63, **kw) == (6272, 48300)
     # high-order freeing streak: flush now, shrink by batch << 5
     assert pl.nr_pcp_high(8000, 6272, 48300, 10, 0, 63, free_high=True, reclaim_active=False,
-                          below_high=False) == pl.PcpHigh(0, 6272)
+                          below_high=False) == (0, 6272)
     assert pl.nr_pcp_high(20000, 6272, 48300, 10, 0, 63, free_high=True,
-                          reclaim_active=False, below_high=False) == pl.PcpHigh(0, 17984)
+                          reclaim_active=False, below_high=False) == (0, 17984)
     # reclaim: shrink by what was freed, keep at most 4 batches
     assert pl.nr_pcp_high(20000, 6272, 48300, 10, 500, 63, free_high=False,
-                          reclaim_active=True, below_high=False) == pl.PcpHigh(252, 19500)
+                          reclaim_active=True, below_high=False) == (252, 19500)
     # below the high watermark: shrink, and flush down to max(count, high_min)
     assert pl.nr_pcp_high(20000, 6272, 48300, 9000, 10, 63, free_high=False,
-                          reclaim_active=False, below_high=True) == pl.PcpHigh(9000, 19937)
+                          reclaim_active=False, below_high=True) == (9000, 19937)
 
 
 def test_nr_pcp_alloc_rules() -> None:
     # order 0: batch << alloc_factor, high grows by it (auto-tuned, not below high)
     a = pl.nr_pcp_alloc(6272, 6272, 48300, 0, 0, 63, 0, below_high=False)
-    assert a == pl.PcpAlloc(63, 6335, 1)
-    a = pl.nr_pcp_alloc(a.pcp_high, 6272, 48300, 0, a.alloc_factor, 63, 0, below_high=False)
-    assert a == pl.PcpAlloc(126, 6461, 2)
+    assert a == (63, 6335, 1)
+    a = pl.nr_pcp_alloc(a[1], 6272, 48300, 0, a[2], 63, 0, below_high=False)
+    assert a == (126, 6461, 2)
     # alloc_factor stops at PCP_BATCH_SCALE_MAX
     a = pl.nr_pcp_alloc(40000, 6272, 48300, 0, 5, 63, 0, below_high=False)
-    assert a == pl.PcpAlloc(63 << 5, 42016, 5)
+    assert a == (63 << 5, 42016, 5)
     # limited to high - count - batch (but at least batch)
     a = pl.nr_pcp_alloc(6272, 6272, 6272, 6000, 4, 63, 0, below_high=False)
-    assert a == pl.PcpAlloc(209, 6272, 4)
+    assert a == (209, 6272, 4)
     a = pl.nr_pcp_alloc(6272, 6272, 6272, 6250, 4, 63, 0, below_high=False)
-    assert a == pl.PcpAlloc(63, 6272, 4)
+    assert a == (63, 6272, 4)
     # higher orders: plain batch, scaled by order, at least 2
-    assert pl.nr_pcp_alloc(6272, 6272, 6272, 0, 3, 63, 3, below_high=False).nr_to_alloc == 7
-    assert pl.nr_pcp_alloc(6272, 6272, 6272, 0, 3, 63, 9, below_high=False).nr_to_alloc == 2
+    assert pl.nr_pcp_alloc(6272, 6272, 6272, 0, 3, 63, 3, below_high=False)[0] == 7
+    assert pl.nr_pcp_alloc(6272, 6272, 6272, 0, 3, 63, 9, below_high=False)[0] == 2
     # below the high watermark high does not grow
-    assert pl.nr_pcp_alloc(6272, 6272, 48300, 0, 0, 63, 0, below_high=True).pcp_high == 6272
+    assert pl.nr_pcp_alloc(6272, 6272, 48300, 0, 0, 63, 0, below_high=True)[1] == 6272
 
 
 def test_decay_pcp_high() -> None:
@@ -346,17 +346,17 @@ def test_pcp_free_commit() -> None:
     big_cache = pl.PCPF_FREE_HIGH_BATCH
     # first high-order free of a run only sets the flag
     assert pl.pcp_free_commit(kernel("v6.8"), 2, 10, 100, 63, 6272, 0) == \
-        pl.FreeCommit(False, prev, 104)
+        (False, prev, 104)
     # second one: 6.8 triggers at free_count >= batch ...
     assert pl.pcp_free_commit(kernel("v6.8"), 2, 10, 100, 63, 6272, prev) == \
-        pl.FreeCommit(True, prev, 104)
+        (True, prev, 104)
     # ... 6.16+ needs batch + high_min / 2
-    assert pl.pcp_free_commit(kernel("v6.19"), 2, 10, 100, 63, 6272, prev).free_high is False
-    assert pl.pcp_free_commit(kernel("v6.19"), 2, 10, 3199, 63, 6272, prev).free_high is True
+    assert pl.pcp_free_commit(kernel("v6.19"), 2, 10, 100, 63, 6272, prev)[0] is False
+    assert pl.pcp_free_commit(kernel("v6.19"), 2, 10, 3199, 63, 6272, prev)[0] is True
     # with a large cache slice, only once count reaches a batch
     assert pl.pcp_free_commit(kernel("v6.8"), 2, 10, 100, 63, 0, prev | big_cache) == \
-        pl.FreeCommit(False, prev | big_cache, 104)
-    assert pl.pcp_free_commit(kernel("v6.8"), 2, 63, 100, 63, 0, prev | big_cache).free_high
+        (False, prev | big_cache, 104)
+    assert pl.pcp_free_commit(kernel("v6.8"), 2, 63, 100, 63, 0, prev | big_cache)[0]
     # an order-0 free ends the run; free_count stops growing at batch << 5
     assert pl.pcp_free_commit(kernel("v6.19"), 0, 10, 2016, 63, 0, prev | big_cache) == \
-        pl.FreeCommit(False, big_cache, 2016)
+        (False, big_cache, 2016)

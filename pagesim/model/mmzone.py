@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from pagesim.model.geometry import PAGE_ALLOC_COSTLY_ORDER, Geometry
+from pagesim.runtime.kernelfn import inline
 from pagesim.runtime.ops import Mutex, SpinLock
 
 if TYPE_CHECKING:
@@ -231,6 +232,15 @@ class Machine:
         self.nr_cpus = nr_cpus
         self.end_pfn = end_pfn
         self.nr_pcp_lists = nr_pcp_lists(kernel, geom)
+        self.pageblock_order = geom.pageblock_order
+        # lookup tables for the hot paths (built from the functions at the end of
+        # this module, which say what they mean)
+        self.pcp_allowed = tuple(pcp_allowed_order(kernel, geom, o)
+                                 for o in range(geom.nr_orders))
+        self.pindex_table = tuple(
+            order_to_pindex(kernel, geom, mt, o) if self.pcp_allowed[o] else -1
+            for o in range(geom.nr_orders) for mt in range(MIGRATE_TYPES))
+        self.pb_type = tuple(_pb_type(kernel, bits) for bits in range(256))
         nr_orders = geom.nr_orders
         n_heads = len(zone_names) * nr_orders * MIGRATE_TYPES
         # struct page, one array per field (see module docstring)
@@ -268,7 +278,7 @@ class Machine:
 
     # -- struct page helpers -----------------------------------------------------------
     def page_zone(self, pfn: int) -> Zone:
-        return self.zones[self.zone_id[pfn]]
+        return page_zone(self, pfn)
 
     def pageblock_index(self, pfn: int) -> int:
         return pfn >> self.geom.pageblock_order
@@ -325,3 +335,29 @@ def pindex_to_order(kernel: Kernel, geom: Geometry, pindex: int) -> int:
     if pindex >= MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1):
         return geom.thp_order
     return pindex // MIGRATE_PCPTYPES
+
+
+def _pb_type(kernel: Kernel, bits: int) -> int:
+    """The migratetype a pageblock's bits say: since 6.17 the isolate bit wins over the
+    3-bit type (get_pfnblock_migratetype in [K619])."""
+    if kernel.isolate_bit and bits & PB_migrate_isolate:
+        return MIGRATE_ISOLATE
+    return bits & PB_migratetype_mask
+
+
+@inline
+def page_zone(m: Machine, pfn: int) -> Zone:
+    """page_zone(): the zone recorded in the page (here in ``zone_id``)."""
+    return m.zones[m.zone_id[pfn]]
+
+
+@inline
+def pcp_allowed(m: Machine, order: int) -> bool:
+    """pcp_allowed_order() for the machine's generation, from its table."""
+    return m.pcp_allowed[order]
+
+
+@inline
+def pcp_pindex(m: Machine, mt: int, order: int) -> int:
+    """order_to_pindex() for the machine's generation, from its table."""
+    return m.pindex_table[order * MIGRATE_TYPES + mt]

@@ -62,11 +62,12 @@ from pagesim.model.mmzone import (
     Machine,
     PerCpuPages,
     Zone,
-    order_to_pindex,
-    pcp_allowed_order,
+    page_zone,
+    pcp_allowed,
+    pcp_pindex,
     pindex_to_order,
 )
-from pagesim.runtime.kernelfn import kernel
+from pagesim.runtime.kernelfn import inline, kernel
 from pagesim.runtime.ops import (
     READ_ONCE,
     READ_ONCE_IDX,
@@ -101,22 +102,17 @@ class BadPage(ModelError):
 # set_pfnblock_flags_mask; 6.17+ adds the separate isolate bit, [K619] :471-600)
 
 
-def _pb_migratetype(m: Machine, bits: int) -> int:
-    if m.kernel.isolate_bit and bits & PB_migrate_isolate:
-        return MIGRATE_ISOLATE
-    return bits & PB_migratetype_mask
-
-
+@inline
 def get_pageblock_migratetype(m: Machine, pfn: int) -> int:
     """The block's type, read with ``zone->lock`` held (every writer holds it too)."""
-    return _pb_migratetype(m, m.pageblock_flags[pfn >> m.geom.pageblock_order])
+    return m.pb_type[m.pageblock_flags[pfn >> m.pageblock_order]]
 
 
 @kernel
 def get_pfnblock_migratetype(m: Machine, pfn: int) -> Gen:
     """The block's type, read locklessly (the free path reads it with IRQs on)."""
-    bits = yield READ_ONCE_IDX(m.pageblock_flags, pfn >> m.geom.pageblock_order, "pageblock")
-    return _pb_migratetype(m, bits)
+    bits = yield READ_ONCE_IDX(m.pageblock_flags, pfn >> m.pageblock_order, "pageblock")
+    return m.pb_type[bits]
 
 
 @kernel
@@ -259,6 +255,7 @@ def set_pcppage_migratetype(m: Machine, pfn: int, mt: int) -> None:
     m.index[pfn] = mt
 
 
+@inline
 def get_pcppage_migratetype(m: Machine, pfn: int) -> int:
     return m.index[pfn]
 
@@ -401,7 +398,8 @@ def free_pages_prepare(m: Machine, pfn: int, order: int) -> bool:
     if m.private[pfn] != order:
         raise BadPage(f"pfn {pfn:#x}: freed with order {order}, allocated with order "
                       f"{m.private[pfn]}")
-    _trace(m, "mm_page_free", pfn=pfn, order=order)
+    if m.tracer is not None:
+        _trace(m, "mm_page_free", pfn=pfn, order=order)
     m.flags[pfn] = flags & ~PG_lru
     m.private[pfn] = 0
     return True
@@ -421,7 +419,7 @@ def __free_pages_ok(m: Machine, pfn: int, order: int, fpi: int) -> Gen:
         return
     mt = yield from get_pfnblock_migratetype(m, pfn)  # IRQs on, lockless
     yield point("__free_pages_ok: preemptible before disabling interrupts")
-    zone = m.page_zone(pfn)
+    zone = page_zone(m, pfn)
     if m.kernel.pcp_spinlock:
         yield from free_one_page(m, zone, pfn, order, mt, fpi)
     else:
@@ -453,7 +451,7 @@ def free_unref_page(m: Machine, pfn: int, order: int = 0) -> Gen:
     holds it, free straight to the buddy.
     """
     k = m.kernel
-    if not pcp_allowed_order(k, m.geom, order):
+    if not pcp_allowed(m, order):
         yield from __free_pages_ok(m, pfn, order, FPI_NONE)
         return
     if not (yield from free_unref_page_prepare(m, pfn, order)):
@@ -464,7 +462,7 @@ def free_unref_page(m: Machine, pfn: int, order: int = 0) -> Gen:
         yield from free_unref_page_commit(m, cpu, pfn, order)
         yield local_irq_restore()
         return
-    zone = m.page_zone(pfn)
+    zone = page_zone(m, pfn)
     mt = get_pcppage_migratetype(m, pfn)
     if mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
@@ -495,7 +493,7 @@ def free_unref_page_commit(m: Machine, cpu: int, pfn: int, order: int) -> Gen:
     Returns whether ``pcp->lock`` is still held (6.7+ may drop it between chunks).
     """
     k = m.kernel
-    zone = m.page_zone(pfn)
+    zone = page_zone(m, pfn)
     mt = get_pcppage_migratetype(m, pfn)
     if not k.pcp_spinlock and mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
@@ -506,7 +504,7 @@ def free_unref_page_commit(m: Machine, cpu: int, pfn: int, order: int) -> Gen:
     pcp = zone.per_cpu_pageset[cpu]
     if k.pcp_high_autotune:
         pcp.alloc_factor >>= 1
-    pindex = order_to_pindex(k, m.geom, mt, order)
+    pindex = pcp_pindex(m, mt, order)
     pcp.lists[pindex].appendleft(pfn)
     m.flags[pfn] |= PG_pcp
     m.private[pfn] = order
@@ -543,17 +541,16 @@ def _commit_flush_tuned(m: Machine, zone: Zone, pcp: PerCpuPages, pindex: int,
     high_max = yield READ_ONCE(pcp, "high_max")
     fc = pcp_limits.pcp_free_commit(k, order, pcp.count, pcp.free_count, batch, high_min,
                                     pcp.flags)
-    pcp.flags = fc.flags
-    pcp.free_count = fc.free_count
+    free_high, pcp.flags, pcp.free_count = fc
     nr_free = yield READ_ONCE(zone, "nr_free_pages")
     hi = pcp_limits.nr_pcp_high(pcp.high, high_min, high_max, pcp.count, pcp.free_count,
-                                batch, free_high=fc.free_high, reclaim_active=False,
+                                batch, free_high=free_high, reclaim_active=False,
                                 below_high=nr_free < zone.high_wmark_pages())
-    pcp.high = hi.pcp_high
-    if pcp.count < hi.threshold:
+    threshold, pcp.high = hi
+    if pcp.count < threshold:
         return True
-    to_free = pcp_limits.nr_pcp_free(pcp.count, pcp.free_count, batch, hi.threshold,
-                                     free_high=fc.free_high)
+    to_free = pcp_limits.nr_pcp_free(pcp.count, pcp.free_count, batch, threshold,
+                                     free_high=free_high)
     while to_free > 0 and pcp.count > 0:
         chunk = min(to_free, batch)
         yield from free_pcppages_bulk(m, zone, chunk, pcp, pindex)
@@ -627,7 +624,8 @@ def free_pcppages_bulk(m: Machine, zone: Zone, count: int, pcp: PerCpuPages,
         if isolated_pageblocks:
             mt = get_pageblock_migratetype(m, pfn)
         yield from __free_one_page(m, pfn, zone, order, mt, FPI_NONE)
-        _trace(m, "mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
+        if m.tracer is not None:
+            _trace(m, "mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
     yield spin_unlock(zone.lock)
 
 
@@ -664,7 +662,8 @@ def _free_pcppages_bulk_single_pass(m: Machine, zone: Zone, count: int, pcp: Per
             count -= nr_pages
             freed += nr_pages
             yield from __free_one_page(m, pfn, zone, order, mt, FPI_NONE)
-            _trace(m, "mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
+            if m.tracer is not None:
+                _trace(m, "mm_page_pcpu_drain", pfn=pfn, order=order, migratetype=mt)
             if count <= 0 or not lst:
                 break
     yield WRITE_ONCE(pcp, "count", pcp.count - freed)
@@ -693,7 +692,8 @@ def free_unref_page_list(m: Machine, pfns: list[int]) -> Gen:
     batch_count = 0
     for pfn in todo:
         cpu = yield this_cpu()
-        _trace(m, "mm_page_free_batched", pfn=pfn, order=0)
+        if m.tracer is not None:
+            _trace(m, "mm_page_free_batched", pfn=pfn, order=0)
         yield from free_unref_page_commit(m, cpu, pfn, 0)
         batch_count += 1
         if batch_count == SWAP_CLUSTER_MAX:
@@ -709,7 +709,7 @@ def _free_unref_page_locked(m: Machine, pfn: int) -> Gen:
     CPU's pcp (failure: buddy). The kernel keeps one lock across pages of a zone; the
     model takes it per page, which only adds interleavings."""
     k = m.kernel
-    zone = m.page_zone(pfn)
+    zone = page_zone(m, pfn)
     mt = get_pcppage_migratetype(m, pfn)
     if k.no_pcp_migratetype_cache:
         mt = yield from get_pfnblock_migratetype(m, pfn)
@@ -722,7 +722,8 @@ def _free_unref_page_locked(m: Machine, pfn: int) -> Gen:
     cpu = yield (preempt_disable() if k.pcp_irqs_enabled else local_irq_save())
     pcp = zone.per_cpu_pageset[cpu]
     if (yield spin_trylock(pcp.lock)):
-        _trace(m, "mm_page_free_batched", pfn=pfn, order=0)
+        if m.tracer is not None:
+            _trace(m, "mm_page_free_batched", pfn=pfn, order=0)
         if (yield from free_unref_page_commit(m, cpu, pfn, 0)):
             yield spin_unlock(pcp.lock)
     else:
@@ -738,7 +739,7 @@ def __free_pages(m: Machine, pfn: int, order: int) -> Gen:
     m.refcount[pfn] -= 1
     if m.refcount[pfn]:
         return
-    if pcp_allowed_order(m.kernel, m.geom, order):
+    if pcp_allowed(m, order):
         yield from free_unref_page(m, pfn, order)
     else:
         yield from __free_pages_ok(m, pfn, order, FPI_NONE)
@@ -775,8 +776,9 @@ def __rmqueue_smallest(m: Machine, zone: Zone, order: int, mt: int) -> int:
         expand(m, zone, pfn, order, current_order, mt)
         set_pcppage_migratetype(m, pfn, mt)
         if m.kernel.no_pcp_migratetype_cache:
-            _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
-                   percpu_refill=int(pcp_allowed_order(m.kernel, m.geom, order)
+            if m.tracer is not None:
+                _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
+                   percpu_refill=int(pcp_allowed(m, order)
                                      and mt < MIGRATE_PCPTYPES))
         return pfn
     return -1
@@ -938,7 +940,8 @@ def __rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> 
             continue
         break
     if not m.kernel.no_pcp_migratetype_cache and pfn >= 0:
-        _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
+        if m.tracer is not None:
+            _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
                percpu_refill=int(order == 0))
     return pfn
 
@@ -981,9 +984,7 @@ def __rmqueue_pcplist(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: 
             pa = pcp_limits.nr_pcp_alloc(pcp.high, high_min, high_max, pcp.count,
                                          pcp.alloc_factor, batch, order,
                                          below_high=nr_free < zone.high_wmark_pages())
-            pcp.high = pa.pcp_high
-            pcp.alloc_factor = pa.alloc_factor
-            batch = pa.nr_to_alloc
+            batch, pcp.high, pcp.alloc_factor = pa
         else:
             batch = pcp_limits.nr_pcp_refill(k, batch, order)
         alloced = yield from rmqueue_bulk(m, zone, order, batch, lst, mt, alloc_flags)
@@ -1007,7 +1008,7 @@ def rmqueue_pcplist(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: in
         pcp = zone.per_cpu_pageset[cpu]
         if k.pcp_free_scaling:
             pcp.free_count >>= 1  # 5.14-6.6: free_factor decays on allocation
-        lst = pcp.lists[order_to_pindex(k, m.geom, mt, order)]
+        lst = pcp.lists[pcp_pindex(m, mt, order)]
         pfn = yield from __rmqueue_pcplist(m, zone, order, mt, alloc_flags, pcp, lst)
         yield local_irq_restore()
         return pfn
@@ -1017,7 +1018,7 @@ def rmqueue_pcplist(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: in
         yield (preempt_enable() if k.pcp_irqs_enabled else local_irq_restore())
         return -1
     pcp.free_count >>= 1
-    lst = pcp.lists[order_to_pindex(k, m.geom, mt, order)]
+    lst = pcp.lists[pcp_pindex(m, mt, order)]
     pfn = yield from __rmqueue_pcplist(m, zone, order, mt, alloc_flags, pcp, lst)
     yield spin_unlock(pcp.lock)
     yield (preempt_enable() if k.pcp_irqs_enabled else local_irq_restore())
@@ -1048,7 +1049,7 @@ def rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> Ge
     """Take a block from ``zone``: pcplist for pcp orders, else the buddy."""
     k = m.kernel
     pfn = -1
-    if pcp_allowed_order(k, m.geom, order) and (
+    if pcp_allowed(m, order) and (
             not m.geom.cma or alloc_flags & ALLOC_CMA or mt != MIGRATE_MOVABLE):
         pfn = yield from rmqueue_pcplist(m, zone, order, mt, alloc_flags)
         if pfn >= 0 or not k.pcp_spinlock:
@@ -1126,7 +1127,8 @@ def alloc_pages(m: Machine, order: int, mt: int = MIGRATE_MOVABLE,
     if pfn < 0:
         pfn = yield from get_page_from_freelist(m, order, mt, highest_zoneidx,
                                                 alloc_flags | ALLOC_WMARK_MIN)
-    _trace(m, "mm_page_alloc", pfn=pfn if pfn >= 0 else 0, order=order, migratetype=mt,
+    if m.tracer is not None:
+        _trace(m, "mm_page_alloc", pfn=pfn if pfn >= 0 else 0, order=order, migratetype=mt,
            failed=int(pfn < 0))
     return pfn
 

@@ -226,7 +226,6 @@ def nr_pcp_refill(k: Kernel, batch: int, order: int = 0) -> int:
     boot or disabled pageset) alone so those never cache anything. mm/page_alloc.c
     ``__rmqueue_pcplist`` ([K511], [K514], [K600], [K606]).
     """
-    _check_nonneg(batch=batch, order=order)
     if not k.pcp_high_order_lists:
         if order:
             raise ValueError("pcplists hold order 0 only before 5.13 (pcp_high_order_lists)")
@@ -245,7 +244,6 @@ def nr_pcp_high_scaled(high: int, batch: int, *, reclaim_active: bool,
     at most ``4 * batch`` so that pages do not sit on pcplists while kswapd works.
     mm/page_alloc.c ``nr_pcp_high`` ([K514], [K600], [K606]).
     """
-    _check_nonneg(high=high, batch=batch)
     if high == 0 or free_high:
         return 0
     if not reclaim_active:
@@ -263,12 +261,10 @@ def free_high_scaled(k: Kernel, free_factor: int, order: int) -> bool:
             and 0 < order <= PAGE_ALLOC_COSTLY_ORDER)
 
 
-class ScaledFree(NamedTuple):
-    """Result of :func:`nr_pcp_free_scaled`: pages to hand to ``free_pcppages_bulk``
-    (which takes at most ``count``) and the pcp's new ``free_factor``."""
-
-    nr_to_free: int
-    free_factor: int
+#: ScaledFree: (nr_to_free, free_factor). Result of :func:`nr_pcp_free_scaled`: pages to hand to ``free_pcppages_bulk`` (which takes at most ``count``) and the pcp's new ``free_factor``.
+#: A plain tuple: these run on every pcp free and refill, where building a
+#: NamedTuple would cost more than the arithmetic.
+ScaledFree = tuple[int, int]
 
 
 def nr_pcp_free_scaled(count: int, high: int, batch: int, free_factor: int, *,
@@ -284,29 +280,25 @@ def nr_pcp_free_scaled(count: int, high: int, batch: int, free_factor: int, *,
     "restrict the pcp batch scale factor" backport ([K606] and 6.1.158).
     mm/page_alloc.c ``nr_pcp_free``.
     """
-    _check_nonneg(count=count, high=high, batch=batch, free_factor=free_factor)
     if free_high:
-        return ScaledFree(count, free_factor)
+        return (count, free_factor)
     if high < batch:
-        return ScaledFree(1, free_factor)
+        return (1, free_factor)
     min_nr_free = batch
     max_nr_free = high - batch
     scaled = batch << free_factor
     if scaled < max_nr_free and (scale_max is None or free_factor < scale_max):
         free_factor += 1
     # scaled >= min_nr_free always, so the 5.14 min(max()) clamp and __clamp agree.
-    return ScaledFree(_kclamp(scaled, min_nr_free, max_nr_free), free_factor)
+    return (_kclamp(scaled, min_nr_free, max_nr_free), free_factor)
 
 
 # --- dynamic rules since 6.7 (PCP high auto-tuning) -----------------------------------
 
-class FreeCommit(NamedTuple):
-    """Result of :func:`pcp_free_commit`: whether this free ends a high-order run, and
-    the pcp's new ``flags`` and ``free_count``."""
-
-    free_high: bool
-    flags: int
-    free_count: int
+#: FreeCommit: (free_high, flags, free_count). Result of :func:`pcp_free_commit`: whether this free ends a high-order run, and the pcp's new ``flags`` and ``free_count``.
+#: A plain tuple: these run on every pcp free and refill, where building a
+#: NamedTuple would cost more than the arithmetic.
+FreeCommit = tuple[bool, int, int]
 
 
 def pcp_free_commit(k: Kernel, order: int, count: int, free_count: int, batch: int,
@@ -322,8 +314,6 @@ def pcp_free_commit(k: Kernel, order: int, count: int, free_count: int, batch: i
     ``alloc_factor``. mm/page_alloc.c ``free_frozen_page_commit`` ([K619]; 6.8's
     ``free_unref_page_commit`` uses the plain ``batch`` threshold).
     """
-    _check_nonneg(order=order, count=count, free_count=free_count, batch=batch,
-                  high_min=high_min, flags=flags)
     free_high = False
     if 0 < order <= PAGE_ALLOC_COSTLY_ORDER:
         threshold = batch
@@ -337,15 +327,13 @@ def pcp_free_commit(k: Kernel, order: int, count: int, free_count: int, batch: i
         flags &= ~PCPF_PREV_FREE_HIGH_ORDER
     if free_count < batch << PCP_BATCH_SCALE_MAX:
         free_count += 1 << order
-    return FreeCommit(free_high, flags, free_count)
+    return (free_high, flags, free_count)
 
 
-class PcpHigh(NamedTuple):
-    """Result of :func:`nr_pcp_high`: the threshold this free compares ``count`` with,
-    and the value to store back into ``pcp->high``."""
-
-    threshold: int
-    pcp_high: int
+#: PcpHigh: (threshold, pcp_high). Result of :func:`nr_pcp_high`: the threshold this free compares ``count`` with, and the value to store back into ``pcp->high``.
+#: A plain tuple: these run on every pcp free and refill, where building a
+#: NamedTuple would cost more than the arithmetic.
+PcpHigh = tuple[int, int]
 
 
 def nr_pcp_high(pcp_high: int, high_min: int, high_max: int, count: int, free_count: int,
@@ -361,27 +349,25 @@ def nr_pcp_high(pcp_high: int, high_min: int, high_max: int, count: int, free_co
     the old value. ``count``/``free_count`` are the pcp's after the add; ``batch`` is
     READ_ONCE(pcp->batch). mm/page_alloc.c ``nr_pcp_high`` ([K619]; same in 6.8, 6.18).
     """
-    _check_nonneg(pcp_high=pcp_high, high_min=high_min, high_max=high_max, count=count,
-                  free_count=free_count, batch=batch)
     high = _kclamp(pcp_high, high_min, high_max)
     new_high = high
     if high == 0:
-        return PcpHigh(0, new_high)
+        return (0, new_high)
     if free_high:
-        return PcpHigh(0, max(high - (batch << PCP_BATCH_SCALE_MAX), high_min))
+        return (0, max(high - (batch << PCP_BATCH_SCALE_MAX), high_min))
     if reclaim_active:
         new_high = max(high - max(free_count, batch), high_min)
-        return PcpHigh(min(batch << 2, new_high), new_high)
+        return (min(batch << 2, new_high), new_high)
     if high_min == high_max:
-        return PcpHigh(high, new_high)
+        return (high, new_high)
     if below_high:
         new_high = max(high - max(free_count, batch), high_min)
-        return PcpHigh(max(count, high_min), new_high)
+        return (max(count, high_min), new_high)
     if count >= high:
         need_high = free_count + batch
         if new_high < need_high:
             new_high = _kclamp(need_high, high_min, high_max)
-    return PcpHigh(high, new_high)
+    return (high, new_high)
 
 
 def nr_pcp_free(count: int, free_count: int, batch: int, high: int, *,
@@ -393,7 +379,6 @@ def nr_pcp_free(count: int, free_count: int, batch: int, high: int, *,
     one page; a high-order streak frees up to ``batch << PCP_BATCH_SCALE_MAX``. ``high``
     is :func:`nr_pcp_high`'s threshold. mm/page_alloc.c ``nr_pcp_free`` ([K619]).
     """
-    _check_nonneg(count=count, free_count=free_count, batch=batch, high=high)
     if free_high:
         return min(count, batch << PCP_BATCH_SCALE_MAX)
     if high < batch:
@@ -401,13 +386,10 @@ def nr_pcp_free(count: int, free_count: int, batch: int, high: int, *,
     return _kclamp(free_count, batch, high - batch)
 
 
-class PcpAlloc(NamedTuple):
-    """Result of :func:`nr_pcp_alloc`: pages to ask ``rmqueue_bulk`` for, and the
-    pcp's new ``high`` and ``alloc_factor``."""
-
-    nr_to_alloc: int
-    pcp_high: int
-    alloc_factor: int
+#: PcpAlloc: (nr_to_alloc, pcp_high, alloc_factor). Result of :func:`nr_pcp_alloc`: pages to ask ``rmqueue_bulk`` for, and the pcp's new ``high`` and ``alloc_factor``.
+#: A plain tuple: these run on every pcp free and refill, where building a
+#: NamedTuple would cost more than the arithmetic.
+PcpAlloc = tuple[int, int, int]
 
 
 def nr_pcp_alloc(pcp_high: int, high_min: int, high_max: int, count: int,
@@ -421,11 +403,9 @@ def nr_pcp_alloc(pcp_high: int, high_min: int, high_max: int, count: int,
     the refill so it can be kept. ``count`` is the pcp's count before the refill.
     mm/page_alloc.c ``nr_pcp_alloc`` ([K619]; same in 6.8, 6.18).
     """
-    _check_nonneg(pcp_high=pcp_high, high_min=high_min, high_max=high_max, count=count,
-                  alloc_factor=alloc_factor, batch=batch, order=order)
     high = new_high = _kclamp(pcp_high, high_min, high_max)
     if high < batch:
-        return PcpAlloc(1, new_high, alloc_factor)
+        return (1, new_high, alloc_factor)
     nr = batch << alloc_factor if order == 0 else batch
     if high_min != high_max and not below_high:
         high = new_high = min(high + nr, high_max)
@@ -436,7 +416,7 @@ def nr_pcp_alloc(pcp_high: int, high_min: int, high_max: int, count: int,
         nr = min(nr, max_nr_alloc)
     if nr > 1:
         nr = max(nr >> order, 2)
-    return PcpAlloc(nr, new_high, alloc_factor)
+    return (nr, new_high, alloc_factor)
 
 
 class PcpDecay(NamedTuple):

@@ -21,6 +21,7 @@ tests run both on the same inputs and compare the machines.
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import textwrap
 from collections.abc import Callable, Generator
@@ -125,7 +126,33 @@ class _Sequentialise(ast.NodeTransformer):
             return self._inline_read(call, cls.__name__)
         if cls.DROP_IN_FAST:
             return ast.copy_location(ast.Constant(None), node)
+        if cls.FAST_EXPR is not None and not call.keywords and all(
+                _simple(a) for a in call.args):
+            return ast.copy_location(self._parse_expr(cls.FAST_EXPR), node)
         return self._fast_call(call, node)
+
+    def _parse_expr(self, text: str) -> ast.expr:
+        self.globals.setdefault("__pagesim_ops__", ops)
+        expr = ast.parse(text.replace("ops.", "__pagesim_ops__."), mode="eval").body
+        return expr
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        """Inline calls of ``@inline`` helpers: their body is one expression, and the
+        arguments are names, constants or attribute/index chains of them, so
+        substituting them evaluates nothing twice that has a side effect."""
+        self.generic_visit(node)
+        if not isinstance(node.func, ast.Name):
+            return node
+        target = self.globals.get(node.func.id)
+        expr = getattr(target, "inline_expr", None)
+        if expr is None or node.keywords:
+            return node
+        params: list[str] = target.inline_params  # type: ignore[union-attr]
+        if len(node.args) != len(params) or not all(_simple(a) for a in node.args):
+            return node
+        mapping = dict(zip(params, node.args, strict=True))
+        body = _Substitute(mapping).visit(copy.deepcopy(expr))
+        return ast.copy_location(self.visit(body), node)
 
     def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
         call = node.value
@@ -142,6 +169,49 @@ class _Sequentialise(ast.NodeTransformer):
         return node
 
     root: ast.FunctionDef
+
+
+def _simple(node: ast.expr) -> bool:
+    if isinstance(node, ast.Name | ast.Constant):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _simple(node.value)
+    if isinstance(node, ast.Subscript):
+        return _simple(node.value) and _simple(node.slice)
+    if isinstance(node, ast.BinOp):
+        return _simple(node.left) and _simple(node.right)
+    return False
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, mapping: dict[str, ast.expr]) -> None:
+        self.mapping = mapping
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.mapping:
+            return copy.deepcopy(self.mapping[node.id])
+        return node
+
+
+def inline(fn: Callable[P, R]) -> Callable[P, R]:
+    """Mark a small helper for inlining into the sequential variant of ``@kernel``
+    functions. Its body must be a single ``return <expression>`` over its parameters
+    and globals: on the hot paths a Python call costs more than such a helper's work."""
+    lines, _ = inspect.getsourcelines(fn)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    func = tree.body[0]
+    body = [s for s in func.body if not (isinstance(s, ast.Expr)  # type: ignore[attr-defined]
+                                         and isinstance(s.value, ast.Constant))]
+    if not (isinstance(func, ast.FunctionDef) and len(body) == 1
+            and isinstance(body[0], ast.Return) and body[0].value is not None):
+        raise KernelFunctionError(f"{fn.__qualname__}: an @inline helper must be one "
+                                  "'return <expression>'")
+    if func.args.defaults or func.args.kwonlyargs or func.args.vararg or func.args.kwarg:
+        raise KernelFunctionError(f"{fn.__qualname__}: an @inline helper takes plain "
+                                  "positional parameters only")
+    fn.inline_expr = body[0].value  # type: ignore[attr-defined]
+    fn.inline_params = [a.arg for a in func.args.args]  # type: ignore[attr-defined]
+    return fn
 
 
 def _compile_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -172,6 +242,7 @@ def _compile_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
     exec(code, fn.__globals__, namespace)
     fast: Callable[..., Any] = namespace[fn.__name__]
     fast.__qualname__ = f"{fn.__qualname__}.fast"
+    fast.source = ast.unparse(func)  # type: ignore[attr-defined]
     fast.__doc__ = fn.__doc__
     if fn.__defaults__:
         fast.__defaults__ = fn.__defaults__

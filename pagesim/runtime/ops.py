@@ -77,6 +77,8 @@ class Op:
 
     __slots__ = ()
     DROP_IN_FAST: ClassVar[bool] = False
+    #: an expression the sequential variant uses instead of calling ``fast`` (no args)
+    FAST_EXPR: ClassVar[str | None] = None
     fast: ClassVar[Callable[..., Any]]
 
     def perform(self, ctx: Context) -> Any:
@@ -204,9 +206,11 @@ class spin_unlock(_LockOp):
 
 
 class spin_trylock(_LockOp):
-    """Try once; returns whether the lock was taken (6.x pcp->lock)."""
+    """Try once; returns whether the lock was taken (6.x pcp->lock). A sequential run
+    has no other holder, so its variant is simply True."""
 
     __slots__ = ()
+    FAST_EXPR = "True"
 
     def perform(self, ctx: Context) -> bool:
         if self.lock.owner is not None:
@@ -242,6 +246,7 @@ class local_irq_save(Op):
     """
 
     __slots__ = ()
+    FAST_EXPR = "ops.CURRENT.cpu"
 
     def perform(self, ctx: Context) -> int:
         if ctx.irqs_off:
@@ -279,6 +284,7 @@ class this_cpu(Op):
     """The CPU the task runs on now (it may change at the next yield if preemptible)."""
 
     __slots__ = ()
+    FAST_EXPR = "ops.CURRENT.cpu"
 
     def perform(self, ctx: Context) -> int:
         return ctx.cpu
