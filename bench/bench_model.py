@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 
 from pagesim.model.build import simple_machine
-from pagesim.model.presets import preset_machine
 from pagesim.model.mmzone import MIGRATE_MOVABLE, Machine
 from pagesim.model.page_alloc import (
     __free_pages,
@@ -37,6 +36,7 @@ from pagesim.model.page_alloc import (
     rmqueue_buddy,
     rmqueue_pcplist,
 )
+from pagesim.model.presets import preset_machine
 from pagesim.runtime.kernelfn import fast
 from pagesim.runtime.ops import CURRENT
 

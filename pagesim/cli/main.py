@@ -31,7 +31,7 @@ from pagesim.procfs.export import (
     pagetypeinfo_of,
     zoneinfo_of,
 )
-from pagesim.procfs.machine import ImportError_, ProcSources, machine_from_proc
+from pagesim.procfs.machine import MachineImportError, ProcSources, machine_from_proc
 from pagesim.procfs.pagetypeinfo import parse_pagetypeinfo, render_pagetypeinfo
 from pagesim.procfs.types import ProcFormatError
 from pagesim.procfs.zoneinfo import parse_zoneinfo, render_zoneinfo
@@ -40,7 +40,7 @@ from pagesim.runtime.sequential import call
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: errors that are the user's input, reported in one line with exit status 2
-USER_ERRORS = (ProcFormatError, ImportError_, UnknownKernelError, GeometryError, LayoutError,
+USER_ERRORS = (ProcFormatError, MachineImportError, UnknownKernelError, GeometryError, LayoutError,
                PresetError, InvariantViolation, ValueError, OSError)
 
 

@@ -20,17 +20,16 @@ from pagesim.model.geometry import X86_64, Geometry
 from pagesim.model.kernels import Kernel, kernel
 from pagesim.model.mmzone import (
     MIGRATE_MOVABLE,
-    PG_hole,
-    PG_reserved,
     ZONE_NAMES,
     Machine,
+    PG_hole,
+    PG_reserved,
     Zone,
     ZoneLayout,
 )
 from pagesim.model.page_alloc import add_to_free_list_tail, set_buddy_order
 from pagesim.model.pageset import setup_zone_pageset
 from pagesim.runtime.sequential import call
-
 
 #: bytes.translate table: a present page (flags 0) becomes reserved, holes stay holes
 _RESERVE = bytes(PG_reserved if f == 0 else f for f in range(256))

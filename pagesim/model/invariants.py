@@ -29,12 +29,12 @@ from pagesim.model.mmzone import (
     MIGRATE_ISOLATE,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
+    Machine,
     PG_buddy,
     PG_hole,
     PG_offline,
     PG_pcp,
     PG_reserved,
-    Machine,
     Zone,
     pindex_to_order,
 )

@@ -39,7 +39,8 @@ class Change:
     dated: str = "verified"  # "verified" from the cited trees, or "inferred" (see summary)
 
 
-def _c(name: str, since: tuple[int, int], commit: str, summary: str, dated: str = "verified") -> Change:
+def _c(name: str, since: tuple[int, int], commit: str, summary: str,
+       dated: str = "verified") -> Change:
     return Change(name, since, commit, summary, dated)
 
 

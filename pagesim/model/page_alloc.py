@@ -51,16 +51,16 @@ from pagesim.model.mmzone import (
     MIGRATE_RECLAIMABLE,
     MIGRATE_TYPES,
     MIGRATE_UNMOVABLE,
+    Machine,
     PB_migrate_isolate,
     PB_migratetype_mask,
+    PerCpuPages,
     PG_buddy,
     PG_hole,
     PG_lru,
     PG_offline,
     PG_pcp,
     PG_reserved,
-    Machine,
-    PerCpuPages,
     Zone,
     page_zone,
     pcp_allowed,
@@ -775,11 +775,9 @@ def __rmqueue_smallest(m: Machine, zone: Zone, order: int, mt: int) -> int:
         __mod_zone_freepage_state(zone, -(1 << order), mt)
         expand(m, zone, pfn, order, current_order, mt)
         set_pcppage_migratetype(m, pfn, mt)
-        if m.kernel.no_pcp_migratetype_cache:
-            if m.tracer is not None:
-                _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
-                   percpu_refill=int(pcp_allowed(m, order)
-                                     and mt < MIGRATE_PCPTYPES))
+        if m.kernel.no_pcp_migratetype_cache and m.tracer is not None:
+            _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
+                   percpu_refill=int(pcp_allowed(m, order) and mt < MIGRATE_PCPTYPES))
         return pfn
     return -1
 
@@ -788,8 +786,8 @@ def can_steal_fallback(m: Machine, order: int, start_mt: int) -> bool:
     """Whether a fallback may take whole pageblocks ([K510] can_steal_fallback)."""
     if order >= m.geom.pageblock_order:
         return True
-    return (order >= m.geom.pageblock_order // 2 or start_mt == MIGRATE_RECLAIMABLE
-            or start_mt == MIGRATE_UNMOVABLE)
+    return (order >= m.geom.pageblock_order // 2
+            or start_mt in (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE))
 
 
 def find_suitable_fallback(m: Machine, zone: Zone, order: int, mt: int,
@@ -939,9 +937,8 @@ def __rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> 
         if pfn < 0 and (yield from __rmqueue_fallback(m, zone, order, mt, alloc_flags)):
             continue
         break
-    if not m.kernel.no_pcp_migratetype_cache and pfn >= 0:
-        if m.tracer is not None:
-            _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
+    if not m.kernel.no_pcp_migratetype_cache and pfn >= 0 and m.tracer is not None:
+        _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
                percpu_refill=int(order == 0))
     return pfn
 
@@ -1129,7 +1126,7 @@ def alloc_pages(m: Machine, order: int, mt: int = MIGRATE_MOVABLE,
                                                 alloc_flags | ALLOC_WMARK_MIN)
     if m.tracer is not None:
         _trace(m, "mm_page_alloc", pfn=pfn if pfn >= 0 else 0, order=order, migratetype=mt,
-           failed=int(pfn < 0))
+               failed=int(pfn < 0))
     return pfn
 
 

@@ -261,7 +261,8 @@ def free_high_scaled(k: Kernel, free_factor: int, order: int) -> bool:
             and 0 < order <= PAGE_ALLOC_COSTLY_ORDER)
 
 
-#: ScaledFree: (nr_to_free, free_factor). Result of :func:`nr_pcp_free_scaled`: pages to hand to ``free_pcppages_bulk`` (which takes at most ``count``) and the pcp's new ``free_factor``.
+#: ScaledFree: (nr_to_free, free_factor). Result of :func:`nr_pcp_free_scaled`: pages to hand to
+#: ``free_pcppages_bulk`` (which takes at most ``count``) and the pcp's new ``free_factor``.
 #: A plain tuple: these run on every pcp free and refill, where building a
 #: NamedTuple would cost more than the arithmetic.
 ScaledFree = tuple[int, int]
@@ -295,7 +296,8 @@ def nr_pcp_free_scaled(count: int, high: int, batch: int, free_factor: int, *,
 
 # --- dynamic rules since 6.7 (PCP high auto-tuning) -----------------------------------
 
-#: FreeCommit: (free_high, flags, free_count). Result of :func:`pcp_free_commit`: whether this free ends a high-order run, and the pcp's new ``flags`` and ``free_count``.
+#: FreeCommit: (free_high, flags, free_count). Result of :func:`pcp_free_commit`: whether this free
+#: ends a high-order run, and the pcp's new ``flags`` and ``free_count``.
 #: A plain tuple: these run on every pcp free and refill, where building a
 #: NamedTuple would cost more than the arithmetic.
 FreeCommit = tuple[bool, int, int]
@@ -330,7 +332,8 @@ def pcp_free_commit(k: Kernel, order: int, count: int, free_count: int, batch: i
     return (free_high, flags, free_count)
 
 
-#: PcpHigh: (threshold, pcp_high). Result of :func:`nr_pcp_high`: the threshold this free compares ``count`` with, and the value to store back into ``pcp->high``.
+#: PcpHigh: (threshold, pcp_high). Result of :func:`nr_pcp_high`: the threshold this free compares
+#: ``count`` with, and the value to store back into ``pcp->high``.
 #: A plain tuple: these run on every pcp free and refill, where building a
 #: NamedTuple would cost more than the arithmetic.
 PcpHigh = tuple[int, int]
@@ -386,7 +389,8 @@ def nr_pcp_free(count: int, free_count: int, batch: int, high: int, *,
     return _kclamp(free_count, batch, high - batch)
 
 
-#: PcpAlloc: (nr_to_alloc, pcp_high, alloc_factor). Result of :func:`nr_pcp_alloc`: pages to ask ``rmqueue_bulk`` for, and the pcp's new ``high`` and ``alloc_factor``.
+#: PcpAlloc: (nr_to_alloc, pcp_high, alloc_factor). Result of :func:`nr_pcp_alloc`: pages to ask
+#: ``rmqueue_bulk`` for, and the pcp's new ``high`` and ``alloc_factor``.
 #: A plain tuple: these run on every pcp free and refill, where building a
 #: NamedTuple would cost more than the arithmetic.
 PcpAlloc = tuple[int, int, int]

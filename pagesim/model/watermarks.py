@@ -21,7 +21,8 @@ runs at boot (postcore initcall) and after every successful online/offline:
    /proc/sys/vm/min_free_kbytes shows. At boot the same step runs once khugepaged
    starts (late initcall). :func:`init_per_zone_wmark_min` chains all of this.
 
-Generation differences (features of :class:`pagesim.model.kernels.Kernel`): ``wmark_promo`` (6.0: WMARK_PROMO),
+Generation differences (features of :class:`pagesim.model.kernels.Kernel`):
+``wmark_promo`` (6.0: WMARK_PROMO),
 ``wmark_movable_highmem`` (6.6: ZONE_MOVABLE gets the small highmem-style min and is not
 counted as lowmem), ``khugepaged_min_free_on_hotplug`` (5.10: step 4 after hotplug) and
 ``lowmem_reserve_sum_upper`` (5.11: how lowmem_reserve sums the upper zones).

@@ -15,9 +15,9 @@ from pagesim.model.mmzone import (
     MIGRATE_ISOLATE,
     MIGRATE_TYPES,
     MIGRATETYPE_NAMES,
+    Machine,
     PG_hole,
     PG_offline,
-    Machine,
     Zone,
     migratetypes,
 )

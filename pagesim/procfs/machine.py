@@ -42,13 +42,13 @@ from pagesim.model.mmzone import (
     MIGRATE_TYPES,
     MIGRATE_UNMOVABLE,
     MIGRATETYPE_NAMES,
+    Machine,
     PB_migrate_isolate,
     PG_hole,
     PG_lru,
     PG_offline,
     PG_pcp,
     PG_reserved,
-    Machine,
     Zone,
     ZoneLayout,
     order_to_pindex,
@@ -58,14 +58,14 @@ from pagesim.model.page_alloc import (
     add_to_free_list_tail,
     set_buddy_order,
 )
-from pagesim.procfs.types import Buddyinfo, Pagetypeinfo, Zoneinfo, ZoneInfo
+from pagesim.procfs.types import Buddyinfo, Pagetypeinfo, ZoneInfo, Zoneinfo
 
 #: pageblock types are laid out from the bottom of each zone in this order
 _TYPE_ORDER = (MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC, MIGRATE_CMA,
                MIGRATE_ISOLATE, MIGRATE_MOVABLE)
 
 
-class ImportError_(ValueError):
+class MachineImportError(ValueError):
     """The files describe a state no machine can be in (message names file and zone)."""
 
 
@@ -87,7 +87,7 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
     k = kernel(kern)
     zi = src.zoneinfo
     if not zi.zones:
-        raise ImportError_(f"{src.zoneinfo_path}: no zones")
+        raise MachineImportError(f"{src.zoneinfo_path}: no zones")
     pti = src.pagetypeinfo
     if geom is None:
         geom = X86_64
@@ -99,7 +99,7 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
         nr_cpus = max(1, len(file_cpus))
     nodes = {z.node for z in zi.zones}
     if len(nodes) != 1:
-        raise ImportError_(f"{src.zoneinfo_path}: {len(nodes)} NUMA nodes; pagesim models "
+        raise MachineImportError(f"{src.zoneinfo_path}: {len(nodes)} NUMA nodes; pagesim models "
                            "one node (give the zoneinfo of a single-node machine)")
     zone_names = tuple(z.name for z in zi.zones)
     layouts = []
@@ -107,13 +107,13 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
         if not z.present:
             continue
         if z.start_pfn is None:
-            raise ImportError_(f"{src.zoneinfo_path}: zone {z.name} has no start_pfn line")
+            raise MachineImportError(f"{src.zoneinfo_path}: zone {z.name} has no start_pfn line")
         layouts.append(_layout(z, geom, src.zoneinfo_path))
     try:
         m = build_machine(layouts, kern=k, geom=geom, nr_cpus=nr_cpus,
                           zone_names=zone_names, min_free_kbytes=0, free_memory=False)
     except LayoutError as e:
-        raise ImportError_(f"{src.zoneinfo_path}: {e}") from e
+        raise MachineImportError(f"{src.zoneinfo_path}: {e}") from e
     m.min_free_kbytes = _min_free_kbytes(zi, geom)
     for z in zi.zones:
         zone = m.zone(z.name)
@@ -140,9 +140,11 @@ def _file_cpus(zi: Zoneinfo) -> list[int]:
 def _layout(z: ZoneInfo, geom: Geometry, path: str) -> ZoneLayout:
     start = z.start_pfn or 0
     if z.present > z.spanned:
-        raise ImportError_(f"{path}: zone {z.name}: present {z.present} > spanned {z.spanned}")
+        raise MachineImportError(
+            f"{path}: zone {z.name}: present {z.present} > spanned {z.spanned}")
     if z.managed > z.present:
-        raise ImportError_(f"{path}: zone {z.name}: managed {z.managed} > present {z.present}")
+        raise MachineImportError(
+            f"{path}: zone {z.name}: managed {z.managed} > present {z.present}")
     end = start + z.spanned
     hole = z.spanned - z.present
     sec = geom.pages_per_section
@@ -220,7 +222,7 @@ def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSou
             for _ in range(free[mt][order]):
                 pfn = placer.place(order, by_type[mt], block_type)
                 if pfn < 0:
-                    raise ImportError_(
+                    raise MachineImportError(
                         f"{src.pagetypeinfo_path if src.pagetypeinfo else src.zoneinfo_path}: "
                         f"zone {zone.name}: no room for a free {MIGRATETYPE_NAMES[mt]} block "
                         f"of order {order} (the free lists exceed what the managed pages "
@@ -241,7 +243,7 @@ def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSou
         for _ in range(n):
             cursor = used.find(0, cursor)
             if cursor < 0:
-                raise ImportError_(f"{src.zoneinfo_path}: zone {zone.name}: no room left for "
+                raise MachineImportError(f"{src.zoneinfo_path}: zone {zone.name}: no room left for "
                                    f"{what} after the free lists")
             used[cursor] = 1
             out.append(start + cursor)
@@ -281,7 +283,7 @@ def _mark_offline_sections(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources
     geom = m.geom
     per_section = geom.pages_per_section >> geom.pageblock_order
     if missing % per_section:
-        raise ImportError_(
+        raise MachineImportError(
             f"{src.pagetypeinfo_path}: zone {z.name}: counts {counted} pageblocks where the "
             f"zoneinfo implies {len(blocks)}; the difference is not whole sections")
     sec = geom.section_order
@@ -325,7 +327,7 @@ def _wanted(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources,
             for order, n in enumerate(counts):
                 if (name, order) in pz.capped:
                     if bz is None:
-                        raise ImportError_(
+                        raise MachineImportError(
                             f"{src.pagetypeinfo_path}: zone {z.name}: the {name} count at "
                             f"order {order} is capped (>100000); give the buddyinfo too")
                     others = sum(c[order] for nm, c in pz.free.items() if nm != name)
@@ -335,7 +337,7 @@ def _wanted(m: Machine, zone: Zone, z: ZoneInfo, src: ProcSources,
             blocks[MIGRATETYPE_NAMES.index(name)] = n
         total = sum(blocks.values())
         if total != nblocks:
-            raise ImportError_(
+            raise MachineImportError(
                 f"{src.pagetypeinfo_path}: zone {z.name}: {total} pageblocks counted by type, "
                 f"but a zone of {z.spanned} pages from pfn {z.start_pfn} with {z.present} "
                 f"present has {nblocks}")

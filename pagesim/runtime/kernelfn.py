@@ -152,7 +152,8 @@ class _Sequentialise(ast.NodeTransformer):
             return node
         mapping = dict(zip(params, node.args, strict=True))
         body = _Substitute(mapping).visit(copy.deepcopy(expr))
-        return ast.copy_location(self.visit(body), node)
+        inlined: ast.AST = self.visit(body)
+        return ast.copy_location(inlined, node)
 
     def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
         call = node.value

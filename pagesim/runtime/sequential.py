@@ -36,7 +36,8 @@ def step_through(cpu: int, fn: Callable[..., Generator[Any, Any, R]], *args: Any
             op = gen.send(value)
         except StopIteration as stop:
             if CURRENT.irqs_off:
-                raise ModelError(f"{fn.__name__} returned with interrupts off on cpu{cpu}")
+                raise ModelError(
+                    f"{fn.__name__} returned with interrupts off on cpu{cpu}") from None
             result: R = stop.value
             return result
         if not isinstance(op, Op):
