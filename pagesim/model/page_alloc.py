@@ -590,15 +590,10 @@ def free_pcppages_bulk(m: Machine, zone: Zone, count: int, pcp: PerCpuPages,
     cursor = 0
     batch_free = 0
     while count > 0:
-        while True:
-            batch_free += 1
-            cursor += 1
-            if cursor >= nr_lists:
-                cursor = 0
-            lst = pcp.lists[cursor]
-            if lst:
-                break
-        if batch_free >= nr_lists:
+        cursor, visited = _next_nonempty_list(pcp.lists, cursor)
+        batch_free += visited
+        lst = pcp.lists[cursor]
+        if batch_free == nr_lists:
             batch_free = count  # the only non-empty list: take everything from it
         order = pindex_to_order(k, m.geom, cursor)
         while True:
@@ -629,6 +624,21 @@ def free_pcppages_bulk(m: Machine, zone: Zone, count: int, pcp: PerCpuPages,
     yield spin_unlock(zone.lock)
 
 
+def _next_nonempty_list(lists: list[Any], cursor: int) -> tuple[int, int]:
+    """The round-robin step of free_pcppages_bulk: the next non-empty list after
+    ``cursor`` (wrapping), and how many lists were visited to find it. The caller
+    guarantees some list is non-empty (count > 0)."""
+    visited = 0
+    nr_lists = len(lists)
+    while True:
+        visited += 1
+        cursor += 1
+        if cursor >= nr_lists:
+            cursor = 0
+        if lists[cursor]:
+            return cursor, visited
+
+
 @kernel
 def _free_pcppages_bulk_single_pass(m: Machine, zone: Zone, count: int, pcp: PerCpuPages,
                                     pindex: int) -> Gen:
@@ -642,13 +652,8 @@ def _free_pcppages_bulk_single_pass(m: Machine, zone: Zone, count: int, pcp: Per
     yield spin_lock(zone.lock)
     isolated_pageblocks = has_isolate_pageblock(zone)
     while count > 0:
-        while True:
-            cursor += 1
-            if cursor >= nr_lists:
-                cursor = 0
-            lst = pcp.lists[cursor]
-            if lst:
-                break
+        cursor, _ = _next_nonempty_list(pcp.lists, cursor)
+        lst = pcp.lists[cursor]
         order = pindex_to_order(k, m.geom, cursor)
         nr_pages = 1 << order
         while True:
@@ -847,33 +852,98 @@ def change_pageblock_range(m: Machine, pfn: int, order: int, mt: int) -> Gen:
 
 
 @kernel
-def steal_suitable_fallback(m: Machine, zone: Zone, pfn: int, alloc_flags: int,
+def steal_suitable_fallback(m: Machine, zone: Zone, pfn: int, order: int, alloc_flags: int,
                             start_type: int, whole_block: bool) -> Gen:
-    """Take a fallback block for ``start_type``: claim its pageblock(s) when big enough
-    or when most of the block is free or compatible, else move just this block
-    ([K510] steal_suitable_fallback). Watermark boosting is not modelled (kswapd, which
-    undoes it, is not either)."""
+    """Take the fallback block ``pfn`` for an ``order`` request of ``start_type``: claim
+    its pageblock(s) when big enough or when most of the block is free or compatible,
+    else take less ([K510] steal_suitable_fallback). Watermark boosting is not modelled
+    (kswapd, which undoes it, is not either).
+
+    Returns -1 when blocks were moved to ``start_type``'s lists (the caller takes the page
+    from there with __rmqueue_smallest), or the pfn of the page taken here.
+
+    5.x-6.9: the block's free pages move to ``start_type``'s lists even when the block
+    is not claimed, and an unclaimable block moves alone. 6.10+ (``freelist_hygiene``;
+    the 6.11 and 6.13 trees, and __rmqueue_steal in [K619]): free pages move only
+    together with the block's type, so an unclaimed block gives just the page asked for
+    and the rest of it goes back to the block's own type (``single_page``:
+    page_del_and_expand), and a pageblock the zone does not span entirely is not
+    claimed (prep_move_freepages_block).
+    """
+    k = m.kernel
+    geom = m.geom
     old_block_type = get_pageblock_migratetype(m, pfn)
     current_order = buddy_order(m, pfn)
     if old_block_type != MIGRATE_HIGHATOMIC:
-        if current_order >= m.geom.pageblock_order:
+        if current_order >= geom.pageblock_order:
             yield from change_pageblock_range(m, pfn, current_order, start_type)
             _move_block_type(m, zone, pfn, current_order, old_block_type, start_type)
-            return
-        if whole_block:
+            return -1
+        if whole_block and k.freelist_hygiene:
+            counts = prep_move_freepages_block(m, zone, pfn)
+            if counts is not None:
+                free_pages, movable_pages = counts
+                alike_pages = _alike_pages(m, start_type, old_block_type, free_pages,
+                                           movable_pages)
+                if free_pages + alike_pages >= (1 << (geom.pageblock_order - 1)):
+                    moved, _ = move_freepages_block(m, zone, pfn, start_type)
+                    _account_list_move(m, zone, moved, old_block_type, start_type)
+                    yield from set_pageblock_migratetype(m, pfn, start_type)
+                    return -1
+        elif whole_block:
             free_pages, movable_pages = move_freepages_block(m, zone, pfn, start_type)
-            if start_type == MIGRATE_MOVABLE:
-                alike_pages = movable_pages
-            elif old_block_type == MIGRATE_MOVABLE:
-                alike_pages = m.geom.pageblock_nr_pages - (free_pages + movable_pages)
-            else:
-                alike_pages = 0
+            alike_pages = _alike_pages(m, start_type, old_block_type, free_pages,
+                                       movable_pages)
             if free_pages:
                 _account_list_move(m, zone, free_pages, old_block_type, start_type)
-                if free_pages + alike_pages >= (1 << (m.geom.pageblock_order - 1)):
+                if free_pages + alike_pages >= (1 << (geom.pageblock_order - 1)):
                     yield from set_pageblock_migratetype(m, pfn, start_type)
-                return
+                return -1
+    if k.freelist_hygiene:
+        # single_page: this block only, split on its own type's lists
+        del_page_from_free_list(m, zone, pfn, current_order)
+        __mod_zone_freepage_state(zone, -(1 << order), old_block_type)
+        expand(m, zone, pfn, order, current_order, old_block_type)
+        return pfn
     _move_block_type(m, zone, pfn, current_order, old_block_type, start_type)
+    return -1
+
+
+def _alike_pages(m: Machine, start_type: int, block_type: int, free_pages: int,
+                 movable_pages: int) -> int:
+    """Pages of the block compatible with ``start_type`` ([K510] steal_suitable_fallback):
+    the movable ones for a movable request; for an unmovable or reclaimable one every
+    non-free non-movable page of a MOVABLE block, none of any other block."""
+    if start_type == MIGRATE_MOVABLE:
+        return movable_pages
+    if block_type == MIGRATE_MOVABLE:
+        return m.geom.pageblock_nr_pages - (free_pages + movable_pages)
+    return 0
+
+
+def prep_move_freepages_block(m: Machine, zone: Zone, pfn: int) -> tuple[int, int] | None:
+    """6.10+: the free and the movable pages of ``pfn``'s pageblock, without moving
+    anything; None if the zone does not span the whole block ([K619]
+    prep_move_freepages_block)."""
+    pb = m.geom.pageblock_nr_pages
+    start = pfn & ~(pb - 1)
+    end = start + pb
+    if start < zone.zone_start_pfn or end > zone.zone_end_pfn:
+        return None
+    free = 0
+    movable = 0
+    p = start
+    flags = m.flags
+    while p < end:
+        f = flags[p]
+        if f & PG_buddy:
+            free += 1 << m.private[p]
+            p += 1 << m.private[p]
+            continue
+        if f & PG_lru:
+            movable += 1
+        p += 1
+    return free, movable
 
 
 def _move_block_type(m: Machine, zone: Zone, pfn: int, order: int, old_mt: int,
@@ -894,7 +964,9 @@ def _account_list_move(m: Machine, zone: Zone, nr: int, old_mt: int, new_mt: int
 @kernel
 def __rmqueue_fallback(m: Machine, zone: Zone, order: int, start_mt: int,
                        alloc_flags: int) -> Gen:
-    """Steal from another type's lists, largest blocks first ([K510] :2762-2839)."""
+    """Steal from another type's lists, largest blocks first ([K510] :2762-2839; the
+    same search in 6.10-6.14). Returns None if no fallback block exists, else what
+    steal_suitable_fallback returns (-1: retry from ``start_mt``'s lists; a pfn)."""
     geom = m.geom
     min_order = geom.pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
     fallback_mt = -1
@@ -907,19 +979,18 @@ def __rmqueue_fallback(m: Machine, zone: Zone, order: int, start_mt: int,
         if not can_steal and start_mt == MIGRATE_MOVABLE and current_order > order:
             break  # find_smallest
         pfn = get_page_from_free_area(m, zone, current_order, fallback_mt)
-        yield from steal_suitable_fallback(m, zone, pfn, alloc_flags, start_mt, can_steal)
-        return True
+        return (yield from steal_suitable_fallback(m, zone, pfn, order, alloc_flags,
+                                                   start_mt, can_steal))
     else:
-        return False
+        return None
     for current_order in range(order, geom.nr_orders):
         fallback_mt, can_steal = find_suitable_fallback(m, zone, current_order, start_mt,
                                                         False)
         if fallback_mt != -1:
             pfn = get_page_from_free_area(m, zone, current_order, fallback_mt)
-            yield from steal_suitable_fallback(m, zone, pfn, alloc_flags, start_mt,
-                                               can_steal)
-            return True
-    return False
+            return (yield from steal_suitable_fallback(m, zone, pfn, order, alloc_flags,
+                                                       start_mt, can_steal))
+    return None
 
 
 @kernel
@@ -934,8 +1005,12 @@ def __rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> 
             pfn = __rmqueue_smallest(m, zone, order, mt)
         if pfn < 0 and alloc_flags & ALLOC_CMA:
             pfn = __rmqueue_smallest(m, zone, order, MIGRATE_CMA)
-        if pfn < 0 and (yield from __rmqueue_fallback(m, zone, order, mt, alloc_flags)):
-            continue
+        if pfn < 0:
+            stolen = yield from __rmqueue_fallback(m, zone, order, mt, alloc_flags)
+            if stolen is not None:
+                if stolen < 0:
+                    continue  # blocks moved to mt's lists: take from there
+                pfn = stolen
         break
     if not m.kernel.no_pcp_migratetype_cache and pfn >= 0 and m.tracer is not None:
         _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
