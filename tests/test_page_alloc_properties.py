@@ -81,8 +81,10 @@ KERNELS = ("v5.8", "v5.10", "v5.11", "v5.13", "v5.14", "v5.18", "v6.0", "v6.1", 
 GEOMS = (tiny(2, 4, 4), tiny(3, 5, 5), tiny(1, 3, 3))
 
 #: zone layouts (name, pages): one zone, or two, so allocations fall back from Normal
-#: to DMA32 and each zone has its own pagesets
-LAYOUTS = ((("Normal", 64),), (("DMA32", 32), ("Normal", 32)))
+#: to DMA32 and each zone has its own pagesets; small zones fill up within a run, which
+#: is what makes fallbacks steal from fragmented pageblocks
+LAYOUTS = ((("Normal", 64),), (("DMA32", 32), ("Normal", 32)), (("Normal", 16),),
+           (("Normal", 24),))
 
 #: (high, batch) forced on every pcp; None keeps what the generation's formulas give
 #: (high 0 / batch 1 on zones this small: every free flushes at once)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 from pagesim.model import watermarks
 from pagesim.model.geometry import X86_64, Geometry
@@ -100,6 +101,13 @@ def _check_layouts(layouts: Sequence[ZoneLayout], zone_names: tuple[str, ...],
                 if not lay.start_pfn <= s < e <= lay.end_pfn:
                     raise LayoutError(f"zone {lay.name}: {what} [{s:#x}, {e:#x}) is not inside"
                                       f" the zone [{lay.start_pfn:#x}, {lay.end_pfn:#x})")
+        # present = spanned - the hole lengths, so a pfn in two holes would be subtracted
+        # twice (reserved ranges may overlap: their pages are counted from the memmap)
+        holes = sorted(lay.holes)
+        for (s0, e0), (s1, e1) in pairwise(holes):
+            if s1 < e0:
+                raise LayoutError(f"zone {lay.name}: holes [{s0:#x}, {e0:#x}) and "
+                                  f"[{s1:#x}, {e1:#x}) overlap")
         last_end = lay.end_pfn
         last_idx = idx
 

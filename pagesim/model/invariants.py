@@ -19,7 +19,9 @@ The rules:
 4. nothing free of an isolated pageblock is outside the ISOLATE free lists, and the ISOLATE
    lists hold nothing else; ``nr_isolate_pageblock`` counts the isolated pageblocks.
    Pages of isolated blocks on pcplists are *not* checked here: that is the race the
-   checker looks for (see :func:`isolated_pages_on_pcplists`).
+   checker looks for (see :func:`isolated_pages_on_pcplists`);
+5. since 6.10 (``freelist_hygiene``), every other free block is on the list of its
+   pageblock's type (the kernel warns in del_page_from_free_list otherwise).
 """
 
 from __future__ import annotations
@@ -137,13 +139,19 @@ def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
     if m.zone_id[pfn] != zone.idx or m.zone_id[pfn + n - 1] != zone.idx:
         raise InvariantViolation("buddy", f"{where}: block {pfn:#x} crosses the zone")
     pb_order = m.geom.pageblock_order
+    hygiene = m.kernel.freelist_hygiene
     for b in range(pfn >> pb_order, ((pfn + n - 1) >> pb_order) + 1):
-        isolated = get_pageblock_migratetype(m, b << pb_order) == MIGRATE_ISOLATE
+        block_mt = get_pageblock_migratetype(m, b << pb_order)
+        isolated = block_mt == MIGRATE_ISOLATE
         if isolated != (mt == MIGRATE_ISOLATE):
             raise InvariantViolation(
                 "isolation", f"{where}: free block {pfn:#x} is on the "
                 f"{'ISOLATE' if mt == MIGRATE_ISOLATE else 'non-ISOLATE'} list but its "
                 f"pageblock {b} is {'isolated' if isolated else 'not isolated'}")
+        if hygiene and block_mt != mt:
+            raise InvariantViolation(
+                "hygiene", f"{where}: free block {pfn:#x} is on the list of type {mt} but "
+                f"its pageblock {b} has type {block_mt}")
     _claim(zone, owner, pfn, n, _OWN_FREE, f"free block order {order}")
 
 

@@ -116,6 +116,13 @@ CHANGES: tuple[Change, ...] = (
     _c("no_pcp_migratetype_cache", (6, 10), "[M-hannes] 20240320180429.678181-2",
        "the migratetype cached in page->index is gone; free_pcppages_bulk() always reads "
        "the pageblock"),
+    _c("freelist_hygiene", (6, 10), "[M-hannes] series ('mm: page_alloc: freelist "
+       "migratetype hygiene', in v6.10-rc1); absent from the 6.8 tree, present in the "
+       "6.11.11 and 6.13.7 trees",
+       "a free block is always on its pageblock's list: a fallback that does not claim the "
+       "pageblock takes only the page it needs and leaves the rest of the block on the "
+       "block's own type (steal_suitable_fallback single_page); free pages change lists "
+       "only together with the block's type"),
     _c("drain_zone_chunked", (6, 10), "(L. Stach, spring 2024)",
        "drain_pages_zone() drains in chunks of batch << CONFIG_PCP_BATCH_SCALE_MAX", "inferred"),
     _c("drain_count_locked", (6, 11), "(Li Zhijian, July 2024; Fixes: 4b23a68f9536)",
@@ -180,6 +187,7 @@ class Kernel:
     max_order_inclusive: bool = field(init=False)
     pcp_high_autotune: bool = field(init=False)
     no_pcp_migratetype_cache: bool = field(init=False)
+    freelist_hygiene: bool = field(init=False)
     drain_zone_chunked: bool = field(init=False)
     drain_count_locked: bool = field(init=False)
     isolate_bit: bool = field(init=False)

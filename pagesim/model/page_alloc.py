@@ -646,7 +646,6 @@ def _free_pcppages_bulk_single_pass(m: Machine, zone: Zone, count: int, pcp: Per
     list after list starting at ``pindex``, each page freed with its block's type (the
     cached type until 6.10, re-read when the zone has isolated blocks)."""
     k = m.kernel
-    nr_lists = len(pcp.lists)
     cursor = pindex - 1
     freed = 0
     yield spin_lock(zone.lock)
