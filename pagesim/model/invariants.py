@@ -10,7 +10,9 @@ no use to anyone.
 The rules:
 
 1. every pfn of a zone is in exactly one place: a free buddy block (head or inside it),
-   a pcplist entry, an allocated block, a reserved page, a hole, or an offline page;
+   a pcplist entry, an allocated block, a block a CPU holds in transit (freed and not
+   yet on a list, or taken and not yet handed out), a reserved page, a hole, or an
+   offline page;
 2. counters equal list contents: ``nr_free[order]``, ``NR_FREE_PAGES`` (isolated free
    pages excluded), ``NR_FREE_CMA_PAGES``, every pcp ``count``;
 3. buddy blocks are well formed (aligned, one zone, PageBuddy and order on the head only)
@@ -37,6 +39,7 @@ from pagesim.model.mmzone import (
     PG_offline,
     PG_pcp,
     PG_reserved,
+    PG_transit,
     Zone,
     pindex_to_order,
 )
@@ -116,8 +119,9 @@ def _claim(zone: Zone, owner: bytearray, pfn: int, n: int, what: int, desc: str)
 
 
 _OWN_FREE, _OWN_PCP, _OWN_ALLOC, _OWN_RESERVED, _OWN_HOLE, _OWN_OFFLINE = 1, 2, 3, 4, 5, 6
+_OWN_TRANSIT = 7
 _OWNER_NAMES = {1: "a free block", 2: "a pcplist", 3: "an allocated block",
-                4: "reserved", 5: "a hole", 6: "offline"}
+                4: "reserved", 5: "a hole", 6: "offline", 7: "in transit"}
 
 
 def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
@@ -132,7 +136,7 @@ def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
         raise InvariantViolation("buddy", f"{where}: free page {pfn:#x} has a refcount")
     n = 1 << order
     for p in range(pfn + 1, pfn + n):
-        if m.flags[p] & (PG_buddy | PG_pcp | PG_reserved | PG_hole | PG_offline) or \
+        if m.flags[p] & (PG_buddy | PG_pcp | PG_reserved | PG_hole | PG_offline | PG_transit) or \
                 m.refcount[p]:
             raise InvariantViolation("buddy", f"{where}: pfn {p:#x} inside free block "
                                      f"{pfn:#x} is not a plain tail page")
@@ -203,6 +207,12 @@ def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
         elif m.refcount[pfn] > 0:
             order = m.private[pfn]
             _claim(zone, owner, pfn, 1 << order, _OWN_ALLOC, f"allocated block order {order}")
+            i += 1 << order
+            continue
+        elif f & PG_transit:
+            order = m.private[pfn]
+            _claim(zone, owner, pfn, 1 << order, _OWN_TRANSIT,
+                   f"a block of order {order} a CPU holds in transit")
             i += 1 << order
             continue
         elif f & (PG_buddy | PG_pcp):

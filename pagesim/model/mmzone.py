@@ -86,6 +86,10 @@ PG_pcp = 0x04
 PG_lru = 0x08
 PG_hole = 0x10
 PG_offline = 0x20
+#: held by a task between two places: freed but not yet on a list, taken off a list but
+#: not yet handed out (the order is kept in ``private``). Not a kernel flag: it lets the
+#: invariants account for pages a CPU holds in a local variable mid-operation.
+PG_transit = 0x40
 
 # Pageblock flags (include/linux/pageblock-flags.h): 3 migratetype bits; since 6.17 a
 # separate isolate bit (the 5.x kernels write MIGRATE_ISOLATE into the 3 bits instead).

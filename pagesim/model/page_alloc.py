@@ -60,6 +60,7 @@ from pagesim.model.mmzone import (
     PG_lru,
     PG_offline,
     PG_pcp,
+    PG_transit,
     PG_reserved,
     Zone,
     page_zone,
@@ -147,7 +148,7 @@ def has_isolate_pageblock(zone: Zone) -> bool:
 
 def set_buddy_order(m: Machine, pfn: int, order: int) -> None:
     m.private[pfn] = order
-    m.flags[pfn] |= PG_buddy
+    m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | PG_buddy
 
 
 def buddy_order(m: Machine, pfn: int) -> int:
@@ -286,6 +287,8 @@ def __free_one_page(m: Machine, pfn: int, zone: Zone, order: int, mt: int, fpi: 
     geom = m.geom
     max_page_order = geom.max_order
     k = m.kernel
+    m.flags[pfn] &= ~PG_transit  # the caller's page lands here (as head or inside)
+    m.private[pfn] = 0
     if mt != MIGRATE_ISOLATE:
         __mod_zone_freepage_state(zone, 1 << order, mt)
     if k.no_pcp_migratetype_cache:
@@ -390,7 +393,7 @@ def free_pages_prepare(m: Machine, pfn: int, order: int) -> bool:
     of a block that is not an allocated block of that order is ``bad_page``.
     """
     flags = m.flags[pfn]
-    if flags & (PG_buddy | PG_pcp | PG_hole | PG_offline | PG_reserved):
+    if flags & (PG_buddy | PG_pcp | PG_hole | PG_offline | PG_reserved | PG_transit):
         raise BadPage(f"pfn {pfn:#x}: freeing a page that is not allocated "
                       f"(flags {_flag_names(flags)})")
     if m.refcount[pfn] != 0:
@@ -400,14 +403,14 @@ def free_pages_prepare(m: Machine, pfn: int, order: int) -> bool:
                       f"{m.private[pfn]}")
     if m.tracer is not None:
         _trace(m, "mm_page_free", pfn=pfn, order=order)
-    m.flags[pfn] = flags & ~PG_lru
-    m.private[pfn] = 0
+    m.flags[pfn] = (flags & ~PG_lru) | PG_transit
     return True
 
 
 def _flag_names(flags: int) -> str:
     names = [n for bit, n in ((PG_buddy, "buddy"), (PG_pcp, "pcp"), (PG_hole, "hole"),
                               (PG_offline, "offline"), (PG_reserved, "reserved"),
+                              (PG_transit, "in transit"),
                               (PG_lru, "lru")) if flags & bit]
     return "|".join(names) or "none"
 
@@ -506,7 +509,7 @@ def free_unref_page_commit(m: Machine, cpu: int, pfn: int, order: int) -> Gen:
         pcp.alloc_factor >>= 1
     pindex = pcp_pindex(m, mt, order)
     pcp.lists[pindex].appendleft(pfn)
-    m.flags[pfn] |= PG_pcp
+    m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | PG_pcp
     m.private[pfn] = order
     yield WRITE_ONCE(pcp, "count", pcp.count + (1 << order))
     if k.pcp_high_autotune:
@@ -605,8 +608,7 @@ def free_pcppages_bulk(m: Machine, zone: Zone, count: int, pcp: PerCpuPages,
                 break
     freed = 0
     for pfn, order in taken:
-        m.flags[pfn] &= ~PG_pcp
-        m.private[pfn] = 0
+        m.flags[pfn] = (m.flags[pfn] & ~PG_pcp) | PG_transit
         freed += 1 << order
     yield WRITE_ONCE(pcp, "count", pcp.count - freed)
     # Phase 2: under zone->lock
@@ -657,8 +659,7 @@ def _free_pcppages_bulk_single_pass(m: Machine, zone: Zone, count: int, pcp: Per
         nr_pages = 1 << order
         while True:
             pfn = lst.pop()
-            m.flags[pfn] &= ~PG_pcp
-            m.private[pfn] = 0
+            m.flags[pfn] = (m.flags[pfn] & ~PG_pcp) | PG_transit
             if k.no_pcp_migratetype_cache or isolated_pageblocks:
                 mt = get_pageblock_migratetype(m, pfn)
             else:
@@ -778,6 +779,8 @@ def __rmqueue_smallest(m: Machine, zone: Zone, order: int, mt: int) -> int:
         del_page_from_free_list(m, zone, pfn, current_order)
         __mod_zone_freepage_state(zone, -(1 << order), mt)
         expand(m, zone, pfn, order, current_order, mt)
+        m.flags[pfn] |= PG_transit
+        m.private[pfn] = order
         set_pcppage_migratetype(m, pfn, mt)
         if m.kernel.no_pcp_migratetype_cache and m.tracer is not None:
             _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
@@ -1032,7 +1035,7 @@ def rmqueue_bulk(m: Machine, zone: Zone, order: int, count: int, lst: Any, mt: i
         if pfn < 0:
             break
         lst.append(pfn)
-        flags[pfn] |= PG_pcp
+        flags[pfn] = (flags[pfn] & ~PG_transit) | PG_pcp
         private[pfn] = order
         alloced += 1
     yield spin_unlock(zone.lock)
@@ -1063,7 +1066,7 @@ def __rmqueue_pcplist(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: 
         if not lst:
             return -1
     pfn = lst.popleft()
-    m.flags[pfn] &= ~PG_pcp
+    m.flags[pfn] = (m.flags[pfn] & ~PG_pcp) | PG_transit
     yield WRITE_ONCE(pcp, "count", pcp.count - (1 << order))
     return pfn
 
@@ -1134,8 +1137,7 @@ def prep_new_page(m: Machine, pfn: int, order: int, mt: int) -> None:
     allocated MOVABLE is on the LRU or __PageMovable)."""
     m.refcount[pfn] = 1
     m.private[pfn] = order
-    if mt == MIGRATE_MOVABLE:
-        m.flags[pfn] |= PG_lru
+    m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | (PG_lru if mt == MIGRATE_MOVABLE else 0)
 
 
 @kernel
