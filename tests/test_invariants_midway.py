@@ -13,8 +13,13 @@ import pytest
 from pagesim.model.build import simple_machine
 from pagesim.model.geometry import tiny
 from pagesim.model.invariants import InvariantViolation, check_invariants
-from pagesim.model.mmzone import MIGRATE_MOVABLE, PG_transit, Machine
-from pagesim.model.page_alloc import __free_pages, alloc_pages, free_unref_page_list
+from pagesim.model.mmzone import MIGRATE_MOVABLE, Machine, PG_transit
+from pagesim.model.page_alloc import (
+    __free_pages,
+    alloc_pages,
+    free_unref_page,
+    free_unref_page_list,
+)
 from pagesim.model.pageset import set_pcp_limits
 from pagesim.runtime.ops import CURRENT, Op, point
 from pagesim.runtime.sequential import call, step_through
@@ -79,7 +84,6 @@ def test_a_freed_page_is_in_transit_until_committed() -> None:
         if isinstance(op, point):
             seen.append(m.flags[pfn] & PG_transit)
             check_invariants(m)
-    from pagesim.model.page_alloc import free_unref_page
     step_through(0, free_unref_page, m, pfn, 0, on_step=on_step)
     assert seen == [PG_transit]
     assert not m.flags[pfn] & PG_transit
