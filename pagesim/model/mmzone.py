@@ -253,10 +253,11 @@ class Machine:
         self.index = bytearray(end_pfn)  # 5.x: migratetype cached by the pcp paths
         self.refcount = array("i", bytes(4 * end_pfn))
         self.zone_id = bytearray(b"\xff") * end_pfn
-        # lru links; indices >= end_pfn are free-list heads (circular, empty = self-loop)
-        total = end_pfn + n_heads
-        self.lru_next = array("i", range(total))
-        self.lru_prev = array("i", range(total))
+        # lru links; indices >= end_pfn are free-list heads (circular, empty = self-loop).
+        # A page's links mean something only while it is on a list, so they start at 0.
+        self.lru_next = array("i", bytes(4 * end_pfn))
+        self.lru_next.extend(range(end_pfn, end_pfn + n_heads))
+        self.lru_prev = array("i", self.lru_next)
         nblocks = (end_pfn + geom.pageblock_nr_pages - 1) >> geom.pageblock_order
         self.pageblock_flags = bytearray([MIGRATE_MOVABLE]) * nblocks
         self.zones = [Zone(i, name, end_pfn + i * nr_orders * MIGRATE_TYPES, nr_orders)

@@ -216,11 +216,11 @@ def _populate(m: Machine, zone: Zone, lay: ZoneLayout, z: ZoneInfo, src: ProcSou
     for b in sorted(block_type):
         by_type[block_type[b]].append(b)
     heads: dict[int, int] = {}  # pfn -> order of placed free blocks
-    placer = _Placer(m, zone, used, heads)
+    placer = _Placer(m, zone, used, heads, sorted(block_type))
     for order in range(geom.max_order, -1, -1):
         for mt in _TYPE_ORDER:
             for _ in range(free[mt][order]):
-                pfn = placer.place(order, by_type[mt], block_type)
+                pfn = placer.place(order, mt, by_type[mt])
                 if pfn < 0:
                     raise MachineImportError(
                         f"{src.pagetypeinfo_path if src.pagetypeinfo else src.zoneinfo_path}: "
@@ -377,15 +377,24 @@ def _free_from_counters(z: ZoneInfo, geom: Geometry, row: list[int]) -> None:
 
 
 class _Placer:
-    """First fit for free blocks (see the module docstring)."""
+    """First fit for free blocks (see the module docstring).
 
-    def __init__(self, m: Machine, zone: Zone, used: bytearray, heads: dict[int, int]) -> None:
+    Placing blocks only ever makes positions unusable (pages get used, heads appear
+    whose buddies may not be free blocks of the same order), so a position that does not
+    fit now never will: each search resumes where the last one of its kind stopped, and
+    placing a zone's blocks costs one pass over its pageblocks per order and type.
+    """
+
+    def __init__(self, m: Machine, zone: Zone, used: bytearray, heads: dict[int, int],
+                 all_blocks: list[int]) -> None:
         self.m = m
         self.zone = zone
         self.used = used
         self.heads = heads
         self.start = zone.zone_start_pfn
+        self.all_blocks = all_blocks
         self.cursor: dict[tuple[int, int], int] = {}
+        self.block_sets: dict[int, set[int]] = {}
 
     def _fits(self, pfn: int, order: int) -> bool:
         i = pfn - self.start
@@ -397,10 +406,10 @@ class _Placer:
         buddy = pfn ^ n
         return self.heads.get(buddy) != order or order == self.m.geom.max_order
 
-    def place(self, order: int, own_blocks: list[int], block_type: dict[int, int]) -> int:
-        pfn = self._first_fit(order, own_blocks, 0)
+    def place(self, order: int, mt: int, own_blocks: list[int]) -> int:
+        pfn = self._first_fit(order, own_blocks, mt)
         if pfn < 0:
-            pfn = self._first_fit(order, sorted(block_type), 1)
+            pfn = self._first_fit(order, self.all_blocks, -1)
         if pfn >= 0:
             i = pfn - self.start
             self.used[i:i + (1 << order)] = b"\x01" * (1 << order)
@@ -408,21 +417,24 @@ class _Placer:
         return pfn
 
     def _first_fit(self, order: int, blocks: list[int], key: int) -> int:
-        geom = self.m.geom
-        pb = geom.pageblock_order
+        pb = self.m.geom.pageblock_order
         n = 1 << order
-        if order >= pb:
-            span = 1 << (order - pb)
-            bset = set(blocks)
-            for b in blocks:
-                if b % span or any(b + j not in bset for j in range(span)):
-                    continue
-                pfn = b << pb
-                if self._fits(pfn, order):
-                    return pfn
-            return -1
         ck = (key, order)
         i = self.cursor.get(ck, 0)
+        if order >= pb:
+            span = 1 << (order - pb)
+            bset = self.block_sets.get(key)
+            if bset is None:
+                bset = self.block_sets[key] = set(blocks)
+            while i < len(blocks):
+                b = blocks[i]
+                if not (b % span or any(b + j not in bset for j in range(span))) and \
+                        self._fits(b << pb, order):
+                    self.cursor[ck] = i
+                    return b << pb
+                i += 1
+            self.cursor[ck] = i
+            return -1
         while i < len(blocks):
             base = blocks[i] << pb
             for off in range(0, 1 << pb, n):
