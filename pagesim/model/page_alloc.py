@@ -196,8 +196,8 @@ def _unlink(m: Machine, pfn: int) -> None:
     p = prv[pfn]
     nxt[p] = n
     prv[n] = p
-    nxt[pfn] = pfn
-    prv[pfn] = pfn
+    nxt[pfn] = 0  # off every list, as a page that never was on one (see Machine)
+    prv[pfn] = 0
 
 
 def move_to_free_list(m: Machine, zone: Zone, pfn: int, order: int, mt: int) -> None:
