@@ -12,21 +12,32 @@ The rules:
 1. every pfn of a zone is in exactly one place: a free buddy block (head or inside it),
    a pcplist entry, an allocated block, a block a CPU holds in transit (freed and not
    yet on a list, or taken and not yet handed out), a reserved page, a hole, or an
-   offline page;
+   offline page (pfns inside a zone's span that belong to another zone, which memory
+   hotplug can produce, are that zone's to check);
 2. counters equal list contents: ``nr_free[order]``, ``NR_FREE_PAGES`` (isolated free
    pages excluded), ``NR_FREE_CMA_PAGES``, every pcp ``count``;
 3. buddy blocks are well formed (aligned, one zone, PageBuddy and order on the head only)
    and fully merged, unless the merge rules forbid it (an isolated pageblock never merges
-   with a non-isolated neighbour above pageblock size);
+   with a non-isolated neighbour above pageblock size). Two free buddies of at least
+   pageblock size that are both isolated need not have merged: isolation moves free
+   blocks between lists without merging them (6.10+ even splits them), and
+   unset_migratetype_isolate() re-frees such a block so it merges when it is un-isolated;
 4. nothing free of an isolated pageblock is outside the ISOLATE free lists, and the ISOLATE
-   lists hold nothing else; ``nr_isolate_pageblock`` counts the isolated pageblocks.
-   Pages of isolated blocks on pcplists are *not* checked here: that is the race the
-   checker looks for (see :func:`isolated_pages_on_pcplists`);
+   lists hold nothing else; ``nr_isolate_pageblock`` counts the isolated pageblocks of
+   online sections. Before 6.10 a free block larger than a pageblock is judged by its
+   first pageblock only: move_freepages_block() moves a buddy by its head, so while a
+   range is being (un)isolated one block at a time, the later pageblocks of such a buddy
+   have not changed yet (the kernel's own free counts are off by those pages until the
+   range is done; 6.10+ splits the buddy instead). Pages of isolated blocks on pcplists
+   are *not* checked here: that is the race the checker looks for (see
+   :func:`isolation_safety` and :func:`isolated_pages_on_pcplists`);
 5. since 6.10 (``freelist_hygiene``), every other free block is on the list of its
    pageblock's type (the kernel warns in del_page_from_free_list otherwise).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from pagesim.model.mmzone import (
     MIGRATE_CMA,
@@ -119,9 +130,10 @@ def _claim(zone: Zone, owner: bytearray, pfn: int, n: int, what: int, desc: str)
 
 
 _OWN_FREE, _OWN_PCP, _OWN_ALLOC, _OWN_RESERVED, _OWN_HOLE, _OWN_OFFLINE = 1, 2, 3, 4, 5, 6
-_OWN_TRANSIT = 7
+_OWN_TRANSIT, _OWN_OTHER_ZONE = 7, 8
 _OWNER_NAMES = {1: "a free block", 2: "a pcplist", 3: "an allocated block",
-                4: "reserved", 5: "a hole", 6: "offline", 7: "in transit"}
+                4: "reserved", 5: "a hole", 6: "offline", 7: "in transit",
+                8: "another zone"}
 
 
 def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
@@ -144,10 +156,11 @@ def _check_free_block(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
         raise InvariantViolation("buddy", f"{where}: block {pfn:#x} crosses the zone")
     pb_order = m.geom.pageblock_order
     hygiene = m.kernel.freelist_hygiene
-    for b in range(pfn >> pb_order, ((pfn + n - 1) >> pb_order) + 1):
+    first = pfn >> pb_order
+    for b in range(first, ((pfn + n - 1) >> pb_order) + 1):
         block_mt = get_pageblock_migratetype(m, b << pb_order)
         isolated = block_mt == MIGRATE_ISOLATE
-        if isolated != (mt == MIGRATE_ISOLATE):
+        if isolated != (mt == MIGRATE_ISOLATE) and (hygiene or b == first):
             raise InvariantViolation(
                 "isolation", f"{where}: free block {pfn:#x} is on the "
                 f"{'ISOLATE' if mt == MIGRATE_ISOLATE else 'non-ISOLATE'} list but its "
@@ -198,7 +211,9 @@ def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
             continue
         pfn = start + i
         f = flags[pfn]
-        if f & PG_hole:
+        if m.zone_id[pfn] != zone.idx:
+            owner[i] = _OWN_OTHER_ZONE
+        elif f & PG_hole:
             owner[i] = _OWN_HOLE
         elif f & PG_offline:
             owner[i] = _OWN_OFFLINE
@@ -241,6 +256,8 @@ def _check_merged(m: Machine, zone: Zone) -> None:
                 if order >= geom.pageblock_order:
                     a = get_pageblock_migratetype(m, pfn)
                     b = get_pageblock_migratetype(m, buddy)
+                    if a == b == MIGRATE_ISOLATE:
+                        continue
                     if k.no_pcp_migratetype_cache:
                         if a != b and not (a < MIGRATE_PCPTYPES and b < MIGRATE_PCPTYPES):
                             continue
@@ -282,3 +299,37 @@ def isolated_pages_on_pcplists(m: Machine) -> list[tuple[str, int]]:
                     if get_pageblock_migratetype(m, pfn) == MIGRATE_ISOLATE:
                         found.append((pcp.name, pfn))
     return found
+
+
+def isolation_safety(m: Machine, busy_cpus: Collection[int] = (),
+                     strict: bool = False) -> str | None:
+    """The isolation safety property of spec §7, as a check: None if it holds, else what
+    breaks it (the runtime's ``checks`` take exactly that).
+
+    For every zone whose pcplists are disabled (from the return of zone_pcp_disable()
+    to the start of zone_pcp_enable(), ``zone.pcp_disabled``) and every CPU not inside a
+    pcp critical section, no pcplist of the zone holds a page of an isolated pageblock.
+    With ``strict``, the lists must be empty altogether (I2): that is what the argument
+    beside zone_pcp_disable() proves, and it is stronger, because pages of blocks that
+    are not isolated yet would be just as dangerous one isolation later.
+
+    ``busy_cpus`` are the CPUs whose pcp section is open now, which only the runtime
+    knows for 5.x (interrupts off: the CPU's section token); a CPU whose ``pcp->lock``
+    is held (6.x) counts as busy by itself. Inside a section the lists may hold pages
+    for a moment: a commit adds its page before it reads ``high`` and flushes.
+    """
+    for zone in m.zones:
+        if not zone.pcp_disabled or zone.boot_pageset:
+            continue
+        for cpu, pcp in enumerate(zone.per_cpu_pageset):
+            if cpu in busy_cpus or pcp.lock.owner is not None:
+                continue
+            for lst in pcp.lists:
+                for pfn in lst:
+                    if strict:
+                        return (f"{pcp.name} holds pfn {pfn:#x} while the pcplists of "
+                                f"zone {zone.name} are disabled")
+                    if get_pageblock_migratetype(m, pfn) == MIGRATE_ISOLATE:
+                        return (f"{pcp.name} holds pfn {pfn:#x} of an isolated pageblock "
+                                f"while the pcplists of zone {zone.name} are disabled")
+    return None

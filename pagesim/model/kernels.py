@@ -78,8 +78,13 @@ CHANGES: tuple[Change, ...] = (
     _c("offline_drain_on_retry", (5, 9), "9683182612214a",
        "offline_pages() calls drain_all_pages() after every failed test_pages_isolated()"),
     _c("zone_pcp_disable", (5, 11), "ec6e8c7e0314",
-       "offline_pages() brackets isolation with zone_pcp_disable()/zone_pcp_enable(); "
-       "__drain_all_pages(zone, force_all_cpus)"),
+       "offline_pages() brackets isolation with zone_pcp_disable()/zone_pcp_enable() "
+       "(high 0, batch 1, one drain of every CPU) and no longer drains after a failed "
+       "test_pages_isolated()"),
+    _c("drain_force_all_cpus", (5, 11), "ec6e8c7e0314",
+       "__drain_all_pages(zone, force_all_cpus): zone_pcp_disable() drains every online CPU "
+       "instead of those whose pcp->count it reads as non-zero (without it, a variant "
+       "keeps the racy count check of spec §6.3)"),
     _c("isolation_users_drain", (5, 11), "7612921f2376",
        "set_migratetype_isolate() no longer drains; its users drain instead"),
     _c("pageset_zone_cache", (5, 11), "0a8b4f1d5bf4, 952eaf815925",
@@ -91,7 +96,15 @@ CHANGES: tuple[Change, ...] = (
        "inferred"),
     _c("zone_highsize", (5, 14), "74f44822097c",
        "pcp high = max(low watermark or managed/fraction over the node's CPUs, 4*batch); "
-       "vm.percpu_pagelist_high_fraction replaces vm.percpu_pagelist_fraction"),
+       "vm.percpu_pagelist_high_fraction replaces vm.percpu_pagelist_fraction; "
+       "setup_per_zone_wmarks() ends with zone_pcp_update() of every zone, so memory "
+       "on/offline recomputes pcp limits through init_per_zone_wmark_min()"),
+    _c("lru_cache_disable", (5, 14), "(M. Kim, 'mm: disable LRU pagevec during the "
+       "migration temporarily'; absent from [K511], present in [K514])",
+       "offline_pages() calls lru_cache_disable()/lru_cache_enable() around isolation "
+       "instead of lru_add_drain_all() in every scan round (no-ops in the model, which "
+       "has no LRU pagevecs; kept so each generation's call sequence is the kernel's)",
+       "inferred"),
     _c("pcp_free_scaling", (5, 14), "3b12e7e97938",
        "nr_pcp_high()/nr_pcp_free() with free_factor scale the pages freed per flush",
        "inferred"),
@@ -172,11 +185,13 @@ class Kernel:
     wmark_movable_highmem: bool = field(init=False)
     offline_drain_on_retry: bool = field(init=False)
     zone_pcp_disable: bool = field(init=False)
+    drain_force_all_cpus: bool = field(init=False)
     isolation_users_drain: bool = field(init=False)
     pageset_zone_cache: bool = field(init=False)
     pageset_update_unordered: bool = field(init=False)
     pcp_high_order_lists: bool = field(init=False)
     zone_highsize: bool = field(init=False)
+    lru_cache_disable: bool = field(init=False)
     pcp_free_scaling: bool = field(init=False)
     pcp_local_lock: bool = field(init=False)
     pcp_bulk_single_pass: bool = field(init=False)

@@ -31,6 +31,7 @@ from pagesim.runtime.ops import Mutex, SpinLock
 
 if TYPE_CHECKING:
     from pagesim.model.kernels import Kernel
+    from pagesim.model.memory_hotplug import MemoryHotplug
 
 # ---------------------------------------------------------------------------------------
 # Migratetypes (include/linux/mmzone.h, enum migratetype). The model always numbers CMA
@@ -169,8 +170,8 @@ class Zone:
                  "lowmem_reserve", "managed_pages", "name", "nr_free", "nr_free_cma",
                  "nr_free_pages", "nr_isolate_pageblock", "nr_reserved_highatomic",
                  "pageset_batch", "pageset_high", "pageset_high_max", "pageset_high_min",
-                 "per_cpu_pageset", "present_pages", "spanned_pages", "watermark_boost",
-                 "zone_start_pfn")
+                 "pcp_disabled", "per_cpu_pageset", "present_pages", "spanned_pages",
+                 "watermark_boost", "zone_start_pfn")
 
     def __init__(self, idx: int, name: str, free_list_base: int, nr_orders: int) -> None:
         self.idx = idx
@@ -197,6 +198,11 @@ class Zone:
         self.pageset_batch = 1
         self.pageset_high_min = 0
         self.pageset_high_max = 0
+        #: model-only marker, not a kernel field: true from the return of
+        #: zone_pcp_disable() to the start of zone_pcp_enable(), the interval over which
+        #: spec §7 requires every pcplist of the zone to be empty outside pcp sections
+        #: (the kernel's state is just the held pcp_batch_high_lock and the zero limits)
+        self.pcp_disabled = False
 
     @property
     def zone_end_pfn(self) -> int:
@@ -280,6 +286,13 @@ class Machine:
         self.tracer: Tracer | None = None
         #: pass-through values for /proc output that the model does not compute
         self.extra: dict[str, object] = {}
+        #: blocks that scenario tasks hold, by head pfn: migration (mm/migrate.c in
+        #: pagesim.model.migrate) moves an entry to the new page, as the kernel moves
+        #: the owner's mapping, so a holder finds its page after offline or compaction
+        self.owners: dict[int, HeldPage] = {}
+        #: memory blocks and mem_hotplug_lock (pagesim.model.memory_hotplug); created
+        #: on first use
+        self.hotplug: MemoryHotplug | None = None
 
     # -- struct page helpers -----------------------------------------------------------
     def page_zone(self, pfn: int) -> Zone:
@@ -299,6 +312,27 @@ class Machine:
             if z.name == name:
                 return z
         raise KeyError(f"no zone {name!r} (zones: {', '.join(z.name for z in self.zones)})")
+
+
+class HeldPage:
+    """A reference a scenario's task holds on an allocated block (its mapping of it).
+
+    The model's pages have no contents, so "migrating" a page means that its holder now
+    holds the target: :func:`pagesim.model.migrate.unmap_and_move` rewrites ``pfn`` and
+    re-keys :attr:`Machine.owners` in the same step that drops the source. A task frees
+    its block with ``__free_pages(m, held.pfn, held.order)`` evaluated in one step, so
+    it always frees the page it holds now.
+    """
+
+    __slots__ = ("name", "order", "pfn")
+
+    def __init__(self, name: str, pfn: int, order: int) -> None:
+        self.name = name
+        self.pfn = pfn
+        self.order = order
+
+    def __repr__(self) -> str:
+        return f"<held {self.name}: pfn {self.pfn:#x} order {self.order}>"
 
 
 class Tracer(Protocol):

@@ -75,11 +75,17 @@ from pagesim.runtime.ops import (
     WRITE_ONCE,
     WRITE_ONCE_IDX,
     ModelError,
+    Work,
+    flush_work,
     local_irq_restore,
     local_irq_save,
+    mutex_lock,
+    mutex_trylock,
+    mutex_unlock,
     point,
     preempt_disable,
     preempt_enable,
+    queue_work_on,
     spin_lock,
     spin_trylock,
     spin_unlock,
@@ -1275,3 +1281,86 @@ def drain_local_pages(m: Machine, zone: Zone | None) -> Gen:
         yield from drain_pages_zone(m, cpu, zone)
     else:
         yield from drain_pages(m, cpu)
+
+
+@kernel
+def drain_local_pages_wq(m: Machine, zone: Zone | None) -> Gen:
+    """The drain work item of 5.x ``__drain_all_pages``: drain the CPU it runs on, one
+    zone or all ([K510] :3004-3018; [K511] :3023-3037).
+
+    The kernel brackets the call with preempt_disable() so that a worker moved off a
+    dying CPU cannot migrate mid-drain. The model's work contexts are bound to their CPU
+    for their whole life, and the runtime's one per-CPU section token cannot nest with
+    the interrupts-off section that drain_pages_zone() takes inside, so the pin is
+    implicit here; what orders the drain against every other pcplist user of the CPU is
+    that interrupts-off section.
+    """
+    yield from drain_local_pages(m, zone)
+
+
+@kernel
+def __drain_all_pages(m: Machine, zone: Zone | None, force_all_cpus: bool) -> Gen:
+    """Empty the pcplists of ``zone`` (or of every populated zone) on every CPU that
+    needs it, and wait until that is done ([K510] drain_all_pages :3029-3099; [K511]
+    :3051-3134; [K600] :3243-3309; [K619] :2696-2762).
+
+    Serialised by ``pcpu_drain_mutex``: if another drain is running, a caller without a
+    zone gives up (that drain does its work), a caller with a zone (hotplug, CMA) waits
+    for the mutex, because it needs a completed drain when it returns.
+
+    Which CPUs: all of them when forced (5.11+, ``drain_force_all_cpus``: the caller is
+    zone_pcp_disable); otherwise those whose ``pcp->count`` for the zone (any populated
+    zone if none) reads non-zero. That read is a lockless load of another CPU's counter
+    (a READ_ONCE here), which can miss pages that CPU is adding at this moment: the race
+    of spec §6.3, tolerated by the non-forced callers.
+
+    How: 5.x queues drain_local_pages_wq on each selected CPU and then flushes every item
+    (the drain runs on the target CPU, inside its own interrupts-off section); since 6.0
+    (``remote_drain``) the caller drains each selected CPU itself with
+    drain_pages_zone(cpu, zone), under the target's ``pcp->lock`` (whose 6.0-6.10
+    unlocked emptiness test is the hole of spec §6.5).
+    """
+    k = m.kernel
+    if not (yield mutex_trylock(m.pcpu_drain_mutex)):
+        if zone is None:
+            return
+        yield mutex_lock(m.pcpu_drain_mutex)
+    cpus_with_pcps: list[int] = []
+    for cpu in range(m.nr_cpus):
+        has_pcps = False
+        if force_all_cpus and k.drain_force_all_cpus:
+            has_pcps = True
+        elif zone is not None:
+            count = yield READ_ONCE(zone.per_cpu_pageset[cpu], "count")
+            has_pcps = count != 0
+        else:
+            for z in m.zones:
+                if not z.present_pages:
+                    continue
+                count = yield READ_ONCE(z.per_cpu_pageset[cpu], "count")
+                if count:
+                    has_pcps = True
+                    break
+        if has_pcps:
+            cpus_with_pcps.append(cpu)
+    if k.remote_drain:
+        for cpu in cpus_with_pcps:
+            if zone is not None:
+                yield from drain_pages_zone(m, cpu, zone)
+            else:
+                yield from drain_pages(m, cpu)
+    else:
+        works: list[Work] = []
+        for cpu in cpus_with_pcps:
+            work = yield queue_work_on(cpu, drain_local_pages_wq, m, zone)
+            works.append(work)
+        for work in works:
+            yield flush_work(work)
+    yield mutex_unlock(m.pcpu_drain_mutex)
+
+
+@kernel
+def drain_all_pages(m: Machine, zone: Zone | None) -> Gen:
+    """Drain every CPU whose pcplists look non-empty; the cheap check is racy (spec §6.3)
+    and callers other than zone_pcp_disable accept leftovers ([K511] :3136-3139)."""
+    yield from __drain_all_pages(m, zone, False)

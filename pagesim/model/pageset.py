@@ -6,7 +6,8 @@ reach each CPU's ``per_cpu_pages``: which stores, in what order, under which loc
 is what a concurrent free on another CPU can observe, so each store is a WRITE_ONCE.
 
 ``pcp_batch_high_lock`` serialises all updaters (zone_pcp_update, the sysctl handler,
-and later zone_pcp_disable/enable), exactly as in the kernel.
+zone_pcp_disable/enable), exactly as in the kernel. zone_pcp_disable() keeps it until
+zone_pcp_enable(), which is what keeps the limits at zero for the whole disabled period.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from typing import Any
 
 from pagesim.model import pcp_limits
 from pagesim.model.mmzone import Machine, PerCpuPages, Zone
+from pagesim.model.page_alloc import __drain_all_pages
 from pagesim.runtime.kernelfn import kernel
-from pagesim.runtime.ops import WRITE_ONCE, mutex_lock, mutex_unlock
+from pagesim.runtime.ops import (
+    WRITE_ONCE,
+    ModelError,
+    local_irq_restore,
+    local_irq_save,
+    mutex_lock,
+    mutex_unlock,
+    point,
+)
 
 Gen = Generator[Any, Any, Any]
 
@@ -112,6 +122,117 @@ def zone_pcp_update(m: Machine, zone: Zone, cpu_online: int = 0) -> Gen:
     yield mutex_lock(m.pcp_batch_high_lock)
     yield from zone_set_pageset_high_and_batch(m, zone, cpu_online)
     yield mutex_unlock(m.pcp_batch_high_lock)
+
+
+# ---------------------------------------------------------------------------------------
+# Disabling a zone's pcplists while its pageblocks are isolated (memory offline)
+#
+# Why "high 0, then one forced drain of every CPU" leaves no page of an isolated
+# pageblock on any pcplist once zone_pcp_disable() has returned (spec §6.4):
+#
+# Call W the stores with which zone_pcp_disable() gives every possible CPU's pcp of the
+# zone the limits high 0 / batch 1 (6.7+: high_min = high_max = 0, batch 1), and, for each
+# online CPU c, D_c the drain of c's lists that the forced __drain_all_pages() performs
+# after W and waits for. Call a pcp section S on c any stretch of code that can leave
+# pages on c's lists of the zone: a free's commit (add the page, raise count, read high,
+# flush if count >= high) or an allocation that refills an empty list (read batch, move
+# that many pages from the buddy to the list, raise count, take one). S and D_c exclude
+# each other: in 5.x both run with interrupts off on c itself (D_c is a work item bound
+# to c); in 6.x both hold c's pcp->lock (the drain takes it from the calling CPU, a local
+# user trylocks it and goes to the buddy if that fails). So one finishes before the other
+# starts, and there are two cases:
+#
+# * S before D_c. What S left on the list -- a freed page it kept because it read the
+#   old, large high; the rest of a refill sized with the old batch -- is still there when
+#   D_c runs, unless later sections on c already took it, and D_c frees all of it to the
+#   buddy. This is the case of a freer that was already inside its commit, past its read
+#   of high, when W happened, and of an allocation that read batch before W: W cannot
+#   stop them, the drain cleans up after them.
+# * S after D_c. W comes before the queueing of D_c (5.x; the workqueue's own locking
+#   orders the two, which the kernel relies on and spec §11 question 6 leaves open) or
+#   before the drain takes c's pcp->lock (6.x, ordered by that lock), and S comes after
+#   D_c on c, so S sees W's limits. A free then finds count >= high = 0 (6.7+: the clamp
+#   of high into [high_min, high_max] makes it 0) and flushes before leaving the
+#   section; free_pcppages_bulk() re-reads the block's type under zone->lock, so a page
+#   of an isolated block goes to the ISOLATE free list, even if its freer cached the
+#   block's type before the isolation. A refill fetches one page and hands it out at
+#   once. Either way the list is empty when S ends.
+#
+# So from D_c on, c's lists of the zone are empty whenever no section runs on c, for as
+# long as the limits stay zero, and that is until zone_pcp_enable(): this function keeps
+# pcp_batch_high_lock, which every other writer of the limits takes (zone_pcp_update()
+# after on/offline and, since 5.14, CPU hotplug; the sysctl). Frees and refills are
+# covered by the same two cases. A page freed into an isolated block reaches the ISOLATE
+# list within the section that frees it, so nothing is left for a later drain to find.
+# A CPU that comes online later starts with empty lists and W's limits (W writes every
+# possible CPU), and it cannot recompute them while the lock is held. Disabling before
+# start_isolate_page_range() means no page of an isolated block is ever on a list where
+# an allocation could take it.
+#
+# Why the drain must be forced, i.e. why the cheap check of drain_all_pages() is not
+# enough (spec §6.3): that check reads c's pcp->count from the draining CPU, outside any
+# section of c, and skips c when it reads 0. A section on c can have put pages on the
+# list without having published the new count yet: a refill moves its batch from the
+# buddy first and raises count afterwards (this needs no weak memory), and a commit
+# raises count and then reads high with no barrier between, so with store buffering the
+# drainer can read count 0 while c reads the old high. Then c is never drained, its
+# pages stay, and with batch 1 each later free flushes one page but leaves the older ones
+# (§5.4). Forcing every online CPU into the mask makes D_c exist for every c, so the case
+# analysis needs no count at all. 6.0-6.10 reopened the same hole one level down (§6.5):
+# the remote drain_pages_zone() read count before taking c's pcp->lock and returned on 0,
+# so every CPU was visited but not every CPU drained. The argument needs the emptiness
+# decision inside the section that excludes S, which 6.11 restored by reading count
+# under the lock.
+
+
+@kernel
+def zone_pcp_disable(m: Machine, zone: Zone) -> Gen:
+    """Make every pcplist of ``zone`` empty and keep it so ([K511] :8803-8816, [K619]
+    :7242-7255): take ``pcp_batch_high_lock`` (held until zone_pcp_enable), write the
+    boot limits into every CPU's pcp, then drain every CPU, forced. The comment above
+    argues why this suffices and why the drain must be forced."""
+    if not m.kernel.zone_pcp_disable:
+        raise ModelError(f"{m.kernel}: zone_pcp_disable() does not exist before v5.11")
+    yield mutex_lock(m.pcp_batch_high_lock)
+    yield from __zone_set_pageset_high_and_batch(
+        m, zone, pcp_limits.BOOT_PAGESET_HIGH, pcp_limits.BOOT_PAGESET_BATCH,
+        pcp_limits.BOOT_PAGESET_HIGH, pcp_limits.BOOT_PAGESET_HIGH)
+    yield from __drain_all_pages(m, zone, True)
+    zone.pcp_disabled = True
+
+
+@kernel
+def zone_pcp_enable(m: Machine, zone: Zone) -> Gen:
+    """Write the zone's cached limits back to every CPU and release
+    ``pcp_batch_high_lock`` ([K511] :8818-8822; [K619] :7257-7261, which restores
+    high_min/high_max/batch and leaves ``high`` for each CPU to re-clamp)."""
+    zone.pcp_disabled = False
+    yield from __zone_set_pageset_high_and_batch(
+        m, zone, zone.pageset_high, zone.pageset_batch, zone.pageset_high_min,
+        zone.pageset_high_max)
+    yield mutex_unlock(m.pcp_batch_high_lock)
+
+
+@kernel
+def zone_pcp_reset(m: Machine, zone: Zone) -> Gen:
+    """A zone that lost its last page goes back to the boot pagesets ([K510]
+    :8735-8752, with interrupts off so that no drain of this CPU runs meanwhile; [K600] and
+    [K619] :7264-7281 without). The per-CPU pagesets are freed with whatever they hold,
+    so a page still on one would be leaked: the model refuses that."""
+    irqs = not m.kernel.pcp_spinlock
+    if irqs:
+        yield local_irq_save()
+    else:
+        yield point("zone_pcp_reset")
+    if not zone.boot_pageset:
+        for pcp in zone.per_cpu_pageset:
+            if pcp.count or any(pcp.lists):
+                raise ModelError(f"zone_pcp_reset of {zone.name}: {pcp.name} still holds "
+                                 f"{pcp.count} pages, which freeing it would leak")
+        zone.per_cpu_pageset = m.boot_pagesets
+        zone.boot_pageset = True
+    if irqs:
+        yield local_irq_restore()
 
 
 @kernel

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Page migration, as far as memory offline and contiguous allocation need it
+(mm/memory_hotplug.c scan_movable_pages and do_migrate_range, mm/migrate.c
+migrate_pages / unmap_and_move).
+
+A movable page in the model is an allocated block whose head has PG_lru (every MOVABLE
+allocation, see page_alloc.prep_new_page). Migrating it means: take it off the LRU with
+an extra reference (isolation), allocate a target of the same order with the normal
+allocator, "copy" (the model's pages have no contents), make the owner hold the target,
+and drop the source, which frees it. The target comes from alloc_pages() on the
+migrating CPU: it never takes a free page of an isolated block from the buddy (the
+ISOLATE lists are no allocation source), but it can take a page that sits on that CPU's
+pcplist, including one of the very range being emptied. That is the race of spec §6.1,
+and nothing here prevents it.
+
+Owners: a task that holds a page registers a :class:`~pagesim.model.mmzone.HeldPage` in
+``m.owners`` (:func:`hold`). Migration re-keys the entry and rewrites ``held.pfn`` in the
+step that drops the source, as the kernel's remove_migration_ptes() points the owner's
+mapping at the new page. Unregistered pages migrate the same way; their holder just
+cannot follow them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pagesim.model.mmzone import MIGRATE_MOVABLE, HeldPage, Machine, PG_lru, Zone, page_zone
+from pagesim.model.page_alloc import BadPage, __free_pages, alloc_pages
+from pagesim.model.page_isolation import EAGAIN, ENOENT, ENOMEM
+from pagesim.runtime.kernelfn import kernel
+from pagesim.runtime.ops import point
+
+Gen = Generator[Any, Any, Any]
+
+
+def hold(m: Machine, name: str, pfn: int) -> HeldPage:
+    """Register an allocated block as held by a scenario's task, so that migration can
+    retarget it (the block's order is the one it was allocated with)."""
+    if m.refcount[pfn] < 1:
+        raise BadPage(f"pfn {pfn:#x}: holding a page that is not allocated")
+    held = HeldPage(name, pfn, m.private[pfn])
+    m.owners[pfn] = held
+    return held
+
+
+def release(m: Machine, held: HeldPage) -> None:
+    """Forget a held block (its holder is about to free it)."""
+    if m.owners.get(held.pfn) is held:
+        del m.owners[held.pfn]
+
+
+def scan_movable_pages(m: Machine, start_pfn: int, end_pfn: int) -> int:
+    """The first pfn of ``[start_pfn, end_pfn)`` with a movable page in use, or -ENOENT
+    ([K510] mm/memory_hotplug.c :1235-1272: PageLRU or __PageMovable; hugetlb pages and
+    driver-offlined pages, which can make the kernel's scan return -EBUSY, do not exist
+    in the model). The flags are read without a lock, as the kernel does."""
+    flags = m.flags
+    for pfn in range(start_pfn, end_pfn):
+        if flags[pfn] & PG_lru:
+            return pfn
+    return -ENOENT
+
+
+def _target_zoneidx(m: Machine, zone: Zone) -> int:
+    """alloc_migration_target(): GFP_USER | __GFP_MOVABLE allocates up to ZONE_NORMAL,
+    plus __GFP_HIGHMEM (so up to ZONE_MOVABLE) for a source in ZONE_MOVABLE."""
+    names = [z.name for z in m.zones]
+    if zone.name == "Movable" or "Normal" not in names:
+        return zone.idx
+    return names.index("Normal")
+
+
+@kernel
+def do_migrate_range(m: Machine, start_pfn: int, end_pfn: int) -> Gen:
+    """Migrate every movable page in use in ``[start_pfn, end_pfn)``; 0, or the error of
+    the first page that could not be migrated (those are put back on the LRU) ([K510]
+    mm/memory_hotplug.c :1275-1366; 6.19 returns nothing and offline_pages ignores the
+    value in every generation).
+
+    The isolation of all pages (a reference taken unless the page is already free,
+    PG_lru cleared) is one step here where the kernel takes the LRU lock page by page;
+    each page's migration then has its own scheduling points.
+    """
+    source: list[tuple[int, int]] = []
+    flags = m.flags
+    refcount = m.refcount
+    for pfn in range(start_pfn, end_pfn):
+        if refcount[pfn] > 0 and flags[pfn] & PG_lru:
+            refcount[pfn] += 1
+            flags[pfn] &= ~PG_lru
+            source.append((pfn, m.private[pfn]))
+    if not source:
+        return 0
+    yield point("migrate: between isolating and copying")
+    ret = 0
+    failed: list[tuple[int, int]] = []
+    for i, (pfn, order) in enumerate(source):
+        rc = yield from unmap_and_move(m, pfn, order)
+        if rc:
+            failed.append((pfn, order))
+            if not ret:
+                ret = rc
+            if rc == -ENOMEM:
+                failed.extend(source[i + 1:])
+                break
+    for pfn, order in failed:
+        yield from putback_lru_page(m, pfn, order)
+    return ret
+
+
+@kernel
+def unmap_and_move(m: Machine, pfn: int, order: int) -> Gen:
+    """Migrate one isolated block; 0, -ENOMEM (no target) or -EAGAIN (unexpected extra
+    references) ([K510] mm/migrate.c unmap_and_move / __unmap_and_move, one attempt where
+    migrate_pages() retries -EAGAIN up to ten times).
+
+    If the owner freed the page meanwhile, only the isolation's reference is left:
+    dropping it frees the page and there is nothing to move, before or after the target
+    was allocated (the kernel finds this by the page count, or by its refcount freeze
+    failing).
+    """
+    if m.refcount[pfn] == 1:
+        yield from __free_pages(m, pfn, order)
+        return 0
+    zone = page_zone(m, pfn)
+    new = yield from alloc_pages(m, order, MIGRATE_MOVABLE, _target_zoneidx(m, zone))
+    if new < 0:
+        return -ENOMEM
+    yield point("migrate: between allocating the target and copying")
+    owners_refs = m.refcount[pfn] - 1
+    if owners_refs != 1:
+        # the owner is gone (0), or more holders than the model's one mapping (> 1)
+        yield from __free_pages(m, new, order)
+        if owners_refs == 0:
+            yield from __free_pages(m, pfn, order)
+            return 0
+        return -EAGAIN
+    held = m.owners.pop(pfn, None)
+    if held is not None:
+        held.pfn = new
+        m.owners[new] = held
+    m.refcount[pfn] = 1  # the owner's reference moved to the target
+    yield from __free_pages(m, pfn, order)
+    return 0
+
+
+@kernel
+def putback_lru_page(m: Machine, pfn: int, order: int) -> Gen:
+    """A page that could not be migrated goes back on the LRU and loses the isolation's
+    reference; if its owner freed it meanwhile, that frees it ([K510] mm/migrate.c
+    putback_movable_pages)."""
+    m.flags[pfn] |= PG_lru
+    yield from __free_pages(m, pfn, order)
