@@ -26,7 +26,7 @@ Each op has two executions:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, ClassVar
 
 
@@ -333,6 +333,120 @@ class choose(Op):
 
     def describe(self) -> str:
         return f"choose({self.n}{', ' + self.why if self.why else ''})"
+
+
+class Work:
+    """A work item: the handle ``queue_work_on`` returns and ``flush_work`` waits on.
+
+    The concurrent runtime runs ``fn(*args)`` as a context of its own on ``cpu`` (a
+    kworker) and sets ``done`` when it returns; the sequential runtime runs it at once, so
+    its handles are always done.
+    """
+
+    __slots__ = ("args", "cpu", "done", "fn", "tid")
+
+    def __init__(self, cpu: int, fn: Callable[..., Generator[Any, Any, Any]],
+                 args: tuple[Any, ...]) -> None:
+        self.cpu = cpu
+        self.fn = fn
+        self.args = args
+        self.done = False
+        #: the runtime's name for the context running it (the concurrent runtime sets it)
+        self.tid: str | None = None
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__name__", "work")
+
+    def __repr__(self) -> str:
+        return f"<work {self.name} on cpu{self.cpu}{' done' if self.done else ''}>"
+
+
+def _drive(gen: Generator[Any, Any, Any], ctx: Context) -> Any:
+    """Run a generator to its end, performing each op in ``ctx`` (sequential semantics)."""
+    value: Any = None
+    while True:
+        try:
+            op = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        if not isinstance(op, Op):
+            raise ModelError(f"work yielded {op!r}, which is not a runtime op")
+        value = op.perform(ctx)
+
+
+def _run_work_now(work: Work, ctx: Context, compiled: bool) -> None:
+    """The sequential meaning of queueing: the item runs to completion at once on its
+    CPU, outside the caller's interrupts-off section, as if the CPU had switched to the
+    kworker and back."""
+    saved = (ctx.cpu, ctx.irqs_off, ctx.task)
+    ctx.cpu, ctx.irqs_off, ctx.task = work.cpu, False, work
+    try:
+        fast_fn = getattr(work.fn, "fast", None) if compiled else None
+        if fast_fn is not None:
+            fast_fn(*work.args)
+        else:
+            _drive(work.fn(*work.args), ctx)
+        if ctx.irqs_off:
+            raise ModelError(f"work {work.name} returned with interrupts off on cpu{work.cpu}")
+    finally:
+        ctx.cpu, ctx.irqs_off, ctx.task = saved
+    work.done = True
+
+
+class queue_work_on(Op):
+    """Queue ``fn(*args)`` (a generator function, usually ``@kernel``) on ``cpu``'s
+    workqueue and return its :class:`Work` handle (drain_all_pages, lru_add_drain_all).
+
+    In the concurrent runtime the item becomes a context of its own on ``cpu``: it runs
+    between that CPU's non-preemptible sections and interleaves with everything else. The
+    sequential runtime runs it to completion immediately.
+    """
+
+    __slots__ = ("args", "cpu", "fn")
+
+    def __init__(self, cpu: int, fn: Callable[..., Generator[Any, Any, Any]],
+                 *args: Any) -> None:
+        self.cpu = cpu
+        self.fn = fn
+        self.args = args
+
+    def perform(self, ctx: Context) -> Work:
+        work = Work(self.cpu, self.fn, self.args)
+        _run_work_now(work, ctx, compiled=False)
+        return work
+
+    @staticmethod
+    def fast(cpu: int, fn: Callable[..., Generator[Any, Any, Any]], *args: Any) -> Work:
+        work = Work(cpu, fn, args)
+        _run_work_now(work, CURRENT, compiled=True)
+        return work
+
+    def describe(self) -> str:
+        return f"queue_work_on({self.cpu}, {getattr(self.fn, '__name__', 'work')})"
+
+
+class flush_work(Op):
+    """Wait until a queued work item has finished (the concurrent runtime blocks the
+    caller until then; a sequential run has always finished it already)."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+
+    def perform(self, ctx: Context) -> None:
+        if not self.work.done:
+            raise ModelError(f"flush_work of {self.work!r}: a sequential run would wait "
+                             "forever")
+
+    @staticmethod
+    def fast(work: Work) -> None:
+        if not work.done:
+            raise ModelError(f"flush_work of {work!r}: a sequential run would wait forever")
+
+    def describe(self) -> str:
+        return f"flush_work({self.work.name}@cpu{self.work.cpu})"
 
 
 def _first(n: int, why: str) -> int:
