@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from pagesim.cli.check import add_commands
 from pagesim.model.build import LayoutError
 from pagesim.model.geometry import GeometryError
 from pagesim.model.invariants import InvariantViolation, check_invariants
@@ -206,6 +207,9 @@ def demo(kernel_names: str) -> None:
 
     ks: list[Kernel] = [kernel(name) for name in kernel_names.split(",") if name.strip()]
     click.echo(run_demo(ks), nl=False)
+
+
+add_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,270 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""``pagesim scenarios``, ``pagesim check`` and ``pagesim replay``.
+
+A counterexample leaves ``check`` in two forms: a schedule file (``--save``), which
+names the scenario, kernel and CPU count it was found on so that ``pagesim replay`` can
+rebuild the program and re-run it step by step; and a Python reproducer
+(``--reproducer``), which does the same through the public API alone, so it can be
+attached to a bug report and run without the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pagesim.explore import STRATEGIES, check, format_trace
+from pagesim.explore.common import VIOLATION, Bounds, Result
+from pagesim.model.kernels import NEWEST
+from pagesim.model.kernels import kernel as kernel_of
+from pagesim.runtime.executor import Execution, Schedule, ScheduleError, StepRecord, replay
+from pagesim.scenarios import get, scenarios
+from pagesim.scenarios.allocator import AllocState
+
+DEFAULT_KERNEL = f"v{NEWEST[0]}.{NEWEST[1]}"
+COUNTEREXAMPLE_FORMAT = "pagesim-counterexample"
+
+
+class BadCounterexample(ValueError):
+    """A counterexample file that is not one, or is truncated."""
+
+
+def _write_whole(path: str, text: str) -> None:
+    # Written to a temporary file and renamed: a reader never sees half a file.
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
+class _Progress:
+    """Executions and elapsed time on stderr, once a second, only on a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.count = 0
+        self.shown = False
+
+    def __call__(self, ex: Execution) -> None:
+        self.count += 1
+        now = time.perf_counter()
+        if self.enabled and now - self.last >= 1.0:
+            self.last = now
+            self.shown = True
+            sys.stderr.write(f"\r{self.count} executions, {now - self.start:.0f}s ...")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 40 + "\r")
+            sys.stderr.flush()
+
+
+def counterexample_json(scenario: str, kernel: str, cpus: int, result: Result) -> str:
+    """The schedule file: what to rebuild, and the schedule that fails on it."""
+    assert result.schedule is not None
+    return json.dumps({
+        "format": COUNTEREXAMPLE_FORMAT, "version": 1, "scenario": scenario,
+        "kernel": kernel, "cpus": cpus, "property": result.property,
+        "message": result.message,
+        "schedule": [[t, c] for t, c in result.schedule.steps]}, indent=1) + "\n"
+
+
+def load_counterexample(text: str) -> tuple[str, str, int, Schedule]:
+    """(scenario, kernel, cpus, schedule) of a schedule file; bad input raises."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadCounterexample(f"not a pagesim counterexample (bad JSON: {e})") from None
+    if not isinstance(data, dict) or data.get("format") != COUNTEREXAMPLE_FORMAT:
+        raise BadCounterexample("not a pagesim counterexample")
+    if data.get("version") != 1:
+        raise BadCounterexample(f"unsupported counterexample version {data.get('version')!r}")
+    scenario, kern, cpus = data.get("scenario"), data.get("kernel"), data.get("cpus")
+    if not isinstance(scenario, str) or not isinstance(kern, str) or not isinstance(cpus, int):
+        raise BadCounterexample("counterexample lacks scenario, kernel or cpus")
+    steps = data.get("schedule")
+    if not isinstance(steps, list):
+        raise BadCounterexample("counterexample lacks its schedule")
+    try:
+        schedule = Schedule.from_json(json.dumps({"format": "pagesim-schedule", "version": 1,
+                                                  "program": scenario, "steps": steps}))
+    except ScheduleError as e:
+        raise BadCounterexample(str(e)) from None
+    return scenario, kern, cpus, schedule
+
+
+REPRODUCER = '''\
+# SPDX-License-Identifier: GPL-2.0-only
+"""Reproducer written by `pagesim check`: {scenario} on {kernel}, {cpus} CPUs.
+
+Expected: {prop}: {message}
+Run: python {filename}   (exits 1 when the violation reproduces)
+"""
+
+import sys
+
+from pagesim.explore import format_trace
+from pagesim.runtime.executor import Schedule, replay
+from pagesim.scenarios import program
+
+STEPS = {steps!r}
+
+result = replay(program({scenario!r}, {kernel!r}, {cpus!r}), Schedule(tuple(STEPS)))
+print(format_trace(result.records))
+if result.violation is None:
+    print("did not reproduce: the execution ends without a violation")
+    sys.exit(0)
+print(f"violation: {{result.violation.property}}: {{result.violation.message}}")
+sys.exit(1)
+'''
+
+
+def reproducer(scenario: str, kernel: str, cpus: int, result: Result, filename: str) -> str:
+    """A runnable script that rebuilds the failure with the public API."""
+    assert result.schedule is not None
+    return REPRODUCER.format(scenario=scenario, kernel=kernel, cpus=cpus,
+                             prop=result.property, message=result.message,
+                             filename=Path(filename).name,
+                             steps=[tuple(s) for s in result.schedule.steps])
+
+
+def _state_summary(state: Any) -> str:
+    """The allocator state a step may change: pcp counts and zone free pages."""
+    if not isinstance(state, AllocState):
+        return ""
+    counts = " ".join(f"pcp{c}={p.count}" for c, p in enumerate(state.zone.per_cpu_pageset))
+    return f"{counts} free={state.zone.nr_free_pages}"
+
+
+def _step_line(r: StepRecord) -> str:
+    value = f" -> {r.value}" if r.value else ""
+    mark = "* " if r.preemption else ""
+    return f"{r.index:4} {mark}{r.tid} (cpu{r.cpu}) {r.op}{value}  [{r.where()}]"
+
+
+def add_commands(cli: click.Group) -> None:
+    """Register the commands on the ``pagesim`` group (main.py owns the group)."""
+
+    @cli.command("scenarios")
+    @click.option("--json", "as_json", is_flag=True, help="print JSON")
+    def scenarios_cmd(as_json: bool) -> None:
+        """List the built-in scenarios for `pagesim check`."""
+        items = scenarios()
+        if as_json:
+            click.echo(json.dumps([
+                {"name": s.name, "description": s.description, "expected": s.expected,
+                 "uses_kernel": s.uses_kernel, "min_cpus": s.min_cpus,
+                 "max_cpus": s.max_cpus, "default_cpus": s.default_cpus}
+                for s in items], indent=2))
+            return
+        w = max(len(s.name) for s in items)
+        click.echo("\n".join(f"{s.name:<{w}}  [{s.expected}] {s.description}"
+                             for s in items))
+
+    @cli.command("check")
+    @click.argument("scenario")
+    @click.option("--kernel", "kernel_name", default=DEFAULT_KERNEL, show_default=True,
+                  help="the generation to check, v5.8 ... v6.19")
+    @click.option("--cpus", type=int, default=None, help="CPU count (default: the scenario's)")
+    @click.option("--strategy", default="dpor", show_default=True,
+                  help=f"one of {', '.join(STRATEGIES)}; dpor is exhaustive")
+    @click.option("--seed", type=int, default=None, help="seed of random and pct")
+    @click.option("--max-executions", type=int, default=None, help="stop after N executions")
+    @click.option("--max-steps", type=int, default=None, help="steps per execution")
+    @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+    @click.option("--save", "save", default=None, help="write the counterexample's schedule "
+                  "here (for `pagesim replay`)")
+    @click.option("--reproducer", "repro", default=None,
+                  help="write a runnable Python reproducer of the counterexample here")
+    def check_cmd(scenario: str, kernel_name: str, cpus: int | None, strategy: str,
+                  seed: int | None, max_executions: int | None, max_steps: int | None,
+                  as_json: bool, save: str | None, repro: str | None) -> None:
+        """Explore every interleaving of SCENARIO (or a sample, with random/pct/bounded).
+
+        Exit status: 0 no violation, 1 a violation, 2 bad input."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
+        for name, v in (("--max-executions", max_executions), ("--max-steps", max_steps)):
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be at least 1, not {v}")
+        kern = kernel_of(kernel_name).name
+        sc = get(scenario)
+        n = sc.default_cpus if cpus is None else cpus
+        prog = sc.program(kern, n)
+        progress = _Progress()
+        try:
+            bounds = Bounds.from_env(on_execution=progress)
+            result = check(prog, strategy, bounds=bounds, seed=seed,
+                           max_executions=max_executions, max_steps=max_steps)
+        finally:
+            progress.done()
+        found = result.verdict == VIOLATION
+        notes: list[str] = []
+        if found and save:
+            _write_whole(save, counterexample_json(sc.name, kern, n, result))
+            notes.append(f"schedule saved to {save} (replay it: pagesim replay {save})")
+        if found and repro:
+            _write_whole(repro, reproducer(sc.name, kern, n, result, repro))
+            notes.append(f"reproducer written to {repro} (run it: python {repro})")
+        if found and not save:
+            notes.append("pass --save FILE to keep the schedule for `pagesim replay`")
+        if as_json:
+            data = result.to_json()
+            data.update({"scenario": sc.name, "kernel": kern, "cpus": n})
+            click.echo(json.dumps(data, indent=2))
+        else:
+            lines = [
+                f"scenario:   {sc.name} ({kern if sc.uses_kernel else 'any kernel'}, "
+                f"{n} CPUs)",
+                f"verdict:    {result.verdict}",
+                f"complete:   {'yes' if result.complete else 'no'} ({result.strategy})",
+                f"executions: {result.executions} ({result.pruned} pruned)",
+                f"seconds:    {result.seconds:.3f}",
+            ]
+            if found:
+                lines.append(f"property:   {result.property}: {result.message}")
+                lines.append("")
+                lines.append(format_trace(result.trace))
+            lines.extend(notes)
+            click.echo("\n".join(lines))
+        sys.exit(1 if found else 0)
+
+    @cli.command("replay")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    def replay_cmd(file: str) -> None:
+        """Re-run a saved counterexample step by step, with the state after each step.
+
+        Exit status: 1 when the violation reproduces, 0 when it does not."""
+        scenario, kern, cpus, schedule = load_counterexample(Path(file).read_text())
+        prog = get(scenario).program(kernel_of(kern).name, cpus)
+        lines = [f"replaying {scenario} ({kern}, {cpus} CPUs), {len(schedule)} steps"]
+        last = ""
+
+        def on_step(r: StepRecord, state: Any) -> None:
+            nonlocal last
+            lines.append(_step_line(r))
+            now = _state_summary(state)
+            if now and now != last:
+                lines.append(f"       state: {now}")
+                last = now
+
+        try:
+            result = replay(prog, schedule, on_step=on_step)
+        except ScheduleError as e:
+            raise BadCounterexample(f"{file}: does not fit {scenario}: {e}") from None
+        if result.violation is None:
+            lines.append("no violation: the schedule does not reproduce one")
+            click.echo("\n".join(lines))
+            sys.exit(0)
+        v = result.violation
+        lines.append(f"violation at step {v.step}: {v.property}: {v.message}")
+        click.echo("\n".join(lines))
+        sys.exit(1)
