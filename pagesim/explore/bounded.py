@@ -17,28 +17,15 @@ execution of the program has been seen and the verdict is complete.
 
 from __future__ import annotations
 
-from pagesim.explore.common import Bounds, Budget, Outcome, new_execution
-from pagesim.runtime.executor import Execution, Program
-
-
-class _BNode:
-    __slots__ = ("choice", "nchoices", "options", "pos")
-
-    def __init__(self, options: list[str]) -> None:
-        self.options = options
-        self.pos = 0
-        self.choice: int | None = None
-        self.nchoices = 0
-
-
-def _take(ex: Execution, node: _BNode) -> None:
-    tid = node.options[node.pos]
-    n = ex.pending_choices(tid)
-    if n is not None:
-        node.nchoices = n
-        if node.choice is None:
-            node.choice = 0
-    ex.step(tid, node.choice)
+from pagesim.explore.common import (
+    Bounds,
+    Budget,
+    OptionNode,
+    Outcome,
+    backtrack_options,
+    new_execution,
+)
+from pagesim.runtime.executor import Program
 
 
 def explore_bounded(program: Program, bounds: Bounds) -> Outcome:
@@ -56,12 +43,12 @@ def explore_bounded(program: Program, bounds: Bounds) -> Outcome:
 
 def _round(program: Program, bounds: Bounds, budget: Budget, c: int) -> tuple[bool, bool]:
     """Every schedule with at most ``c`` preemptions; (stop, some preemption refused)."""
-    stack: list[_BNode] = []
+    stack: list[OptionNode] = []
     cut = False
     while True:
         ex = new_execution(program, bounds)
         for node in stack:
-            _take(ex, node)
+            node.take(ex, node.tid)
         while not ex.over:
             enabled = ex.enabled()
             last = ex.last_tid
@@ -74,28 +61,13 @@ def _round(program: Program, bounds: Bounds, budget: Budget, c: int) -> tuple[bo
                     cut = cut or bool(others)
             else:
                 options = list(enabled)
-            node = _BNode(options)
+            node = OptionNode(options)
             stack.append(node)
-            _take(ex, node)
+            node.take(ex, node.tid)
         if ex.preemptions() == c:
             if budget.record(ex):
                 return True, cut
         else:
             budget.outcome.steps += len(ex.steps)
-        if not _backtrack(stack):
+        if not backtrack_options(stack):
             return False, cut
-
-
-def _backtrack(stack: list[_BNode]) -> bool:
-    while stack:
-        node = stack[-1]
-        if node.nchoices and node.choice is not None and node.choice + 1 < node.nchoices:
-            node.choice += 1
-            return True
-        node.pos += 1
-        node.choice = None
-        node.nchoices = 0
-        if node.pos < len(node.options):
-            return True
-        stack.pop()
-    return False

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,3 +232,65 @@ class Budget:
 def new_execution(program: Program, bounds: Bounds) -> Execution:
     return Execution(program, max_steps=bounds.max_steps,
                      keep_going=not bounds.stop_on_violation)
+
+
+class DecisionNode:
+    """One decision of a search: which thread steps next and, when its pending op is a
+    ``choose``, which value. Every explorer keeps a stack of these; what differs between
+    them is only how the next thread is picked when backtracking."""
+
+    __slots__ = ("choice", "nchoices")
+
+    def __init__(self) -> None:
+        self.choice: int | None = None
+        self.nchoices = 0
+
+    def take(self, ex: Execution, tid: str) -> None:
+        """Step ``tid``, learning on first use whether its op is a choice."""
+        n = ex.pending_choices(tid)
+        if n is not None:
+            self.nchoices = n
+            if self.choice is None:
+                self.choice = 0
+        ex.step(tid, self.choice)
+
+    def next_choice(self) -> bool:
+        """Move to the next value of a choice; False when there is none left."""
+        if self.nchoices and self.choice is not None and self.choice + 1 < self.nchoices:
+            self.choice += 1
+            return True
+        return False
+
+    def reset_choice(self) -> None:
+        self.choice = None
+        self.nchoices = 0
+
+
+class OptionNode(DecisionNode):
+    """A decision among a fixed list of threads, tried in order (DFS, bounded)."""
+
+    __slots__ = ("options", "pos")
+
+    def __init__(self, options: list[str]) -> None:
+        super().__init__()
+        self.options = options
+        self.pos = 0
+
+    @property
+    def tid(self) -> str:
+        return self.options[self.pos]
+
+
+def backtrack_options(stack: list[OptionNode]) -> bool:
+    """The next branch of a plain search: the next choice value, else the next thread of
+    the deepest node that has one. False when the tree is exhausted."""
+    while stack:
+        node = stack[-1]
+        if node.next_choice():
+            return True
+        node.pos += 1
+        node.reset_choice()
+        if node.pos < len(node.options):
+            return True
+        stack.pop()
+    return False

@@ -41,7 +41,15 @@ unreduced search, and the oracle the tests compare DPOR with.
 
 from __future__ import annotations
 
-from pagesim.explore.common import Bounds, Budget, Outcome, new_execution
+from pagesim.explore.common import (
+    Bounds,
+    Budget,
+    DecisionNode,
+    OptionNode,
+    Outcome,
+    backtrack_options,
+    new_execution,
+)
 from pagesim.runtime.executor import (
     ACQUIRE,
     DONE,
@@ -95,12 +103,13 @@ class _KeyState:
         self.reads: dict[int, int] = {}
 
 
-class _Node:
+class _Node(DecisionNode):
     """A node of the exploration tree: the state after some prefix of decisions."""
 
-    __slots__ = ("backtrack", "choice", "done", "enabled", "nchoices", "sleep", "tid")
+    __slots__ = ("backtrack", "done", "enabled", "sleep", "tid")
 
     def __init__(self, enabled: list[str], sleep: set[str]) -> None:
+        super().__init__()
         self.enabled = enabled
         #: threads whose next step is redundant here (inherited along the branch)
         self.sleep = sleep
@@ -108,18 +117,6 @@ class _Node:
         #: threads fully explored from here (every choice value)
         self.done: set[str] = set()
         self.tid = ""
-        self.choice: int | None = None
-        self.nchoices = 0
-
-
-def _take(ex: Execution, node: _Node) -> None:
-    """Run the node's decision, learning on first use whether it is a choice."""
-    n = ex.pending_choices(node.tid)
-    if n is not None:
-        node.nchoices = n
-        if node.choice is None:
-            node.choice = 0
-    ex.step(node.tid, node.choice)
 
 
 def explore_dpor(program: Program, bounds: Bounds) -> Outcome:
@@ -130,7 +127,7 @@ def explore_dpor(program: Program, bounds: Bounds) -> Outcome:
         ex = new_execution(program, bounds)
         # Replay the branch; the last node's decision is new, so its child is rebuilt.
         for node in stack[:-1]:
-            _take(ex, node)
+            node.take(ex, node.tid)
         child_sleep: set[str] = set()
         if stack:
             child_sleep = _take_with_sleep(ex, stack[-1])
@@ -160,7 +157,7 @@ def _take_with_sleep(ex: Execution, node: _Node) -> set[str]:
     here (or done) whose next step is independent of the step just taken."""
     asleep = node.sleep | node.done
     pending = {q: ex.pending_footprint(q) for q in asleep if q != node.tid}
-    _take(ex, node)
+    node.take(ex, node.tid)
     fp = ex.steps[-1].footprint
     return {q for q, qfp in pending.items() if not dependent(fp, qfp)}
 
@@ -170,15 +167,13 @@ def _backtrack(stack: list[_Node]) -> bool:
     the deepest node that has one. False when the tree is exhausted."""
     while stack:
         node = stack[-1]
-        if node.nchoices and node.choice is not None and node.choice + 1 < node.nchoices:
-            node.choice += 1
+        if node.next_choice():
             return True
         node.done.add(node.tid)
         for t in node.enabled:
             if t in node.backtrack and t not in node.done and t not in node.sleep:
                 node.tid = t
-                node.choice = None
-                node.nchoices = 0
+                node.reset_choice()
                 return True
         stack.pop()
     return False
@@ -356,62 +351,24 @@ def _reverse(stack: list[_Node], tids: list[str], vcs: list[list[int]],
 # Plain DFS
 
 
-class _DNode:
-    __slots__ = ("choice", "nchoices", "options", "pos")
-
-    def __init__(self, options: list[str]) -> None:
-        self.options = options
-        self.pos = 0
-        self.choice: int | None = None
-        self.nchoices = 0
-
-    @property
-    def tid(self) -> str:
-        return self.options[self.pos]
-
-
-def _dtake(ex: Execution, node: _DNode) -> None:
-    n = ex.pending_choices(node.tid)
-    if n is not None:
-        node.nchoices = n
-        if node.choice is None:
-            node.choice = 0
-    ex.step(node.tid, node.choice)
-
-
 def explore_dfs(program: Program, bounds: Bounds) -> Outcome:
     """Every interleaving and every choice, without reduction."""
     budget = Budget(bounds)
-    stack: list[_DNode] = []
+    stack: list[OptionNode] = []
     while True:
         ex = new_execution(program, bounds)
         for node in stack:
-            _dtake(ex, node)
+            node.take(ex, node.tid)
         while not ex.over:
-            node = _DNode(list(ex.enabled()))
+            node = OptionNode(list(ex.enabled()))
             last = ex.last_tid
             if last in node.options:  # the non-preemptive order first
                 node.options.remove(last)
                 node.options.insert(0, last)
             stack.append(node)
-            _dtake(ex, node)
+            node.take(ex, node.tid)
         if budget.record(ex):
             return budget.outcome
-        if not _dbacktrack(stack):
+        if not backtrack_options(stack):
             budget.outcome.complete = True
             return budget.outcome
-
-
-def _dbacktrack(stack: list[_DNode]) -> bool:
-    while stack:
-        node = stack[-1]
-        if node.nchoices and node.choice is not None and node.choice + 1 < node.nchoices:
-            node.choice += 1
-            return True
-        node.pos += 1
-        node.choice = None
-        node.nchoices = 0
-        if node.pos < len(node.options):
-            return True
-        stack.pop()
-    return False

@@ -22,23 +22,20 @@ result is the best found, never worse than the original.
 
 from __future__ import annotations
 
-from pagesim.explore.common import Bounds, Found, new_execution
+from pagesim.explore.common import Bounds, Found, OptionNode, new_execution
 from pagesim.runtime.executor import Execution, Program, Schedule
 
 
-class _MNode:
-    __slots__ = ("choice", "depth", "last", "nchoices", "options", "pos", "pre")
+class _MNode(OptionNode):
+    __slots__ = ("depth", "last", "pre")
 
     def __init__(self, options: list[str], depth: int, pre: int, last: str | None) -> None:
-        self.options = options
-        self.pos = 0
+        super().__init__(options)
         self.depth = depth
         self.pre = pre
         #: the previous step's thread if it is still enabled here (switching is a
         #: preemption), else None
         self.last = last
-        self.choice: int | None = None
-        self.nchoices = 0
 
     def cost(self, tid: str) -> int:
         return self.pre + (1 if self.last is not None and tid != self.last else 0)
@@ -47,16 +44,6 @@ class _MNode:
 def _fits(node: _MNode, tid: str, best: tuple[int, int]) -> bool:
     length = node.depth + 1
     return length < best[0] or (length == best[0] and node.cost(tid) < best[1])
-
-
-def _take(ex: Execution, node: _MNode) -> None:
-    tid = node.options[node.pos]
-    n = ex.pending_choices(tid)
-    if n is not None:
-        node.nchoices = n
-        if node.choice is None:
-            node.choice = 0
-    ex.step(tid, node.choice)
 
 
 def minimize(program: Program, bounds: Bounds, found: Found) -> Found:
@@ -147,7 +134,7 @@ def _branch_and_bound(program: Program, bounds: Bounds, found: Found,
     for _ in range(runs):
         ex = new_execution(program, bounds)
         for node in stack:
-            _take(ex, node)
+            node.take(ex, node.tid)
         while not ex.over:
             enabled = ex.enabled()
             last = ex.last_tid if ex.last_tid in enabled else None
@@ -157,7 +144,7 @@ def _branch_and_bound(program: Program, bounds: Bounds, found: Found,
             if not node.options:
                 break
             stack.append(node)
-            _take(ex, node)
+            node.take(ex, node.tid)
         v = ex.violation
         if v is not None and v.property == prop:
             cand = (len(ex.steps), ex.preemptions())
@@ -172,12 +159,9 @@ def _branch_and_bound(program: Program, bounds: Bounds, found: Found,
 def _backtrack(stack: list[_MNode], best: tuple[int, int]) -> bool:
     while stack:
         node = stack[-1]
-        if (node.nchoices and node.choice is not None and node.choice + 1 < node.nchoices
-                and _fits(node, node.options[node.pos], best)):
-            node.choice += 1
+        if _fits(node, node.tid, best) and node.next_choice():
             return True
-        node.choice = None
-        node.nchoices = 0
+        node.reset_choice()
         node.pos += 1
         while node.pos < len(node.options) and not _fits(node, node.options[node.pos], best):
             node.pos += 1
