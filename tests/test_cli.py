@@ -105,3 +105,35 @@ def test_binary_input(tmp_path: Path) -> None:
     f.write_bytes(b"\xff\xfe\x00garbage")
     code, _, err = run("zoneinfo", "--from", str(f))
     assert code == 2 and "pagesim: error:" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["zoneinfo", "--cpus", "abc"], "Invalid value for '--cpus'"),
+    (["check", "toy-lost-update", "--bogus"], "No such option '--bogus'"),
+    (["nosuch"], "No such command 'nosuch'"),
+])
+def test_usage_errors_are_one_line_too(args: list[str], message: str) -> None:
+    """Through the real entry point (click's usage errors are raised outside commands)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from pagesim.cli.main import main; main()",
+                           *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pagesim: error: ") and message in lines[0]
+
+
+def test_entry_point_exit_codes() -> None:
+    import subprocess
+    import sys
+
+    def rc(*args: str) -> int:
+        return subprocess.run([sys.executable, "-c",
+                               "from pagesim.cli.main import main; main()", *args],
+                              capture_output=True, text=True, timeout=120).returncode
+
+    assert rc("check", "toy-lost-update") == 1
+    assert rc("check", "toy-locked-counter") == 0
+    assert rc("kernels") == 0

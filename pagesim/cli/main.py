@@ -213,4 +213,17 @@ add_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="pagesim")
+    """Run the command line; click's own usage errors (an option that is not a number, an
+    unknown option) get the same one-line form and exit status 2 as every other bad
+    input, with a pointer to --help instead of the whole usage text."""
+    try:
+        code = cli.main(args=argv, prog_name="pagesim", standalone_mode=False)
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx is not None else "pagesim"
+        fail(f"{e.format_message()} (see '{command} --help')")
+    except click.ClickException as e:
+        fail(e.format_message())
+    except click.Abort:
+        click.echo("pagesim: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
