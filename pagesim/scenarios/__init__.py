@@ -6,8 +6,7 @@ A scenario is a recipe, not a program: ``build(kernel, cpus)`` returns a fresh
 the command line (and a reproducer script) can rebuild exactly the program a
 counterexample was found on from three values: its name, the kernel and the CPU count.
 
-Built in: the allocator scenarios of :mod:`pagesim.scenarios.allocator`, memory offline
-against a free (:mod:`pagesim.scenarios.offline`), and the toys of
+Built in: the allocator scenarios of :mod:`pagesim.scenarios.allocator`, and the toys of
 :mod:`pagesim.explore.toys` (whose answers are known, some of them violations, so the
 command line can show a counterexample without an allocator bug).
 """
@@ -93,4 +92,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from pagesim.scenarios import allocator, offline, toys  # noqa: F401
+        from pagesim.scenarios import allocator, toys  # noqa: F401
