@@ -34,6 +34,7 @@ from pagesim.explore.toys import (
     percpu_counter,
     peterson,
     spin_forever,
+    stale_cpu,
 )
 from pagesim.runtime import ops
 from pagesim.runtime.executor import (
@@ -99,6 +100,11 @@ PINNED: list[tuple[str, Callable[[], Program], str, str | None, int, int, int, i
      "violation", "final", 3, 15, 4, 11, 15),
     ("chosen_writes", chosen_writes, "verified", None, 4, 6, 4, 6, 6),
     ("spin_forever", spin_forever, "violation", "liveness", 1, 21, 2, 21, 21),
+    # DFS branches every migration choice at every position; DPOR's migration steps
+    # commute with everything
+    ("stale_cpu", stale_cpu, "violation", "final", 13, 6672, 16, 161, 602),
+    ("stale_cpu_no_migration", lambda: stale_cpu(migration=False), "verified", None,
+     4, 30, 4, 17, 27),
 ]
 
 

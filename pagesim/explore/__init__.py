@@ -9,6 +9,9 @@ strategy:
 * ``"dfs"``: exhaustive without reduction (the oracle, and the baseline of the bench);
 * ``"random"`` and ``"pct"``: randomised, seeded (:mod:`pagesim.explore.random_walk`);
 * ``"bounded"``: preemption-bounded, CHESS-style (:mod:`pagesim.explore.bounded`).
+* ``"stateful"``: exhaustive like ``"dpor"``, and an execution that reaches a state
+  already explored stops there (:mod:`pagesim.explore.stateful`); the result counts the
+  distinct states.
 
 Bounds come from a :class:`Bounds` (whose defaults the ``PAGESIM_*`` environment
 variables override, see :mod:`pagesim.explore.common`) and from keyword arguments, which
@@ -34,6 +37,7 @@ from pagesim.explore.common import (
 from pagesim.explore.dpor import explore_dfs, explore_dpor
 from pagesim.explore.minimize import minimize as minimize_found
 from pagesim.explore.random_walk import explore_pct, explore_random
+from pagesim.explore.stateful import explore_stateful
 from pagesim.runtime.executor import Program, Schedule, StepRecord, replay
 
 __all__ = ["STRATEGIES", "Bounds", "Result", "Schedule", "check", "format_trace"]
@@ -44,6 +48,7 @@ EXPLORERS: dict[str, Callable[[Program, Bounds], Outcome]] = {
     "random": explore_random,
     "pct": explore_pct,
     "bounded": explore_bounded,
+    "stateful": explore_stateful,
 }
 
 
@@ -69,9 +74,11 @@ def check(program: Program, strategy: str | None = None, *, bounds: Bounds | Non
         verdict=VERIFIED if out.complete and out.first is None else WITHIN_BOUNDS,
         complete=out.complete and out.first is None, executions=out.executions,
         seconds=0.0, steps=out.steps, pruned=out.pruned, violations=out.violations,
-        seed=b.seed if b.strategy in ("random", "pct") else None)
+        seed=b.seed if b.strategy in ("random", "pct") else None,
+        distinct_states=out.distinct_states)
     found = out.first
     if found is not None:
+        result.seconds_to_find = time.perf_counter() - t0
         result.verdict = VIOLATION
         result.found_length = len(found.schedule)
         if b.minimize:

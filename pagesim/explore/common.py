@@ -7,7 +7,7 @@ configured without touching the code that starts it:
 
 ======================================  ================================================
 ``PAGESIM_STRATEGY``                    ``dpor`` (default), ``dfs``, ``random``, ``pct``,
-                                        ``bounded``
+                                        ``bounded``, ``stateful``
 ``PAGESIM_SEED``                        seed of ``random`` and ``pct`` (default 0)
 ``PAGESIM_MAX_EXECUTIONS``              stop after this many executions (default: none
                                         for the exhaustive strategies, 1000 for random
@@ -18,7 +18,8 @@ configured without touching the code that starts it:
 ``PAGESIM_PCT_DEPTH``                   ``pct``: bug depth *d* (default 3)
 ``PAGESIM_TIME_LIMIT``                  seconds before giving up (default: none)
 ``PAGESIM_MINIMIZE``                    ``0`` to report the first counterexample as found
-``PAGESIM_MINIMIZE_EXECUTIONS``         budget of the minimisation search (default 20000)
+``PAGESIM_MINIMIZE_EXECUTIONS``         budget of the minimisation search (default 3000)
+``PAGESIM_MINIMIZE_SECONDS``            time budget of the minimisation (default 20)
 ======================================  ================================================
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 
 from pagesim.runtime.executor import Execution, Program, Schedule, StepRecord, Violation
 
-STRATEGIES = ("dpor", "dfs", "random", "pct", "bounded")
+STRATEGIES = ("dpor", "dfs", "random", "pct", "bounded", "stateful")
 
 VERIFIED = "verified"
 VIOLATION = "violation"
@@ -58,8 +59,10 @@ class Bounds:
     #: stop at the first violation (else count them all and report the first)
     stop_on_violation: bool = True
     minimize: bool = True
-    minimize_executions: int = 20000
-    #: called with every execution that ended (sleep-set-pruned runs excepted): for
+    minimize_executions: int = 3000
+    #: minimisation also stops after this many seconds (the best schedule so far wins)
+    minimize_seconds: float = 20.0
+    #: called with every execution that ended (runs counted as pruned excepted): for
     #: tests and tools that look at more than the verdict
     on_execution: Callable[[Execution], None] | None = field(default=None, compare=False)
 
@@ -86,7 +89,7 @@ class Bounds:
         for name, conv in (("strategy", str), ("seed", int), ("max_executions", int),
                            ("max_steps", int), ("preemption_bound", int),
                            ("pct_depth", int), ("time_limit", float),
-                           ("minimize_executions", int)):
+                           ("minimize_executions", int), ("minimize_seconds", float)):
             text = env.get(f"PAGESIM_{name.upper()}")
             if text:
                 try:
@@ -110,9 +113,11 @@ class Result:
     ``"no-violation-within-bounds"`` (the budget, the preemption bound or the strategy
     left executions unexplored). ``executions`` counts executions run to their end
     (finished, deadlocked, violating or cut by the step bound); ``pruned`` counts runs
-    that DPOR's sleep sets abandoned as redundant. For a violation, ``schedule`` replays
-    it (minimised unless disabled: fewest steps, then fewest preemptions) and ``trace``
-    is that replay, step by step.
+    that DPOR's sleep sets abandoned as redundant (and, for the stateful search, runs
+    that stopped at a state already explored or at a loop). ``distinct_states`` is the
+    number of states the stateful search stored (``None`` for the other strategies).
+    For a violation, ``schedule`` replays it (minimised unless disabled: fewest steps,
+    then fewest preemptions) and ``trace`` is that replay, step by step.
     """
 
     program: str
@@ -132,6 +137,8 @@ class Result:
     found_length: int | None = None
     seed: int | None = None
     distinct_states: int | None = None
+    #: for a violation: seconds until the explorer found it (before minimising)
+    seconds_to_find: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,6 +150,8 @@ class Result:
             "pruned": self.pruned,
             "steps": self.steps,
             "seconds": round(self.seconds, 6),
+            "seconds_to_find": (None if self.seconds_to_find is None
+                                else round(self.seconds_to_find, 6)),
             "property": self.property,
             "message": self.message,
             "violations": self.violations,
@@ -185,6 +194,8 @@ class Outcome:
     steps: int = 0
     violations: int = 0
     first: Found | None = None
+    #: states fingerprinted and stored (stateful search only)
+    distinct_states: int | None = None
 
 
 class Budget:

@@ -16,11 +16,14 @@ replaced by a deadlock), better meaning fewer steps, then fewer preemptions:
    choice value), trying the running thread first, pruning every branch that cannot beat
    the best schedule known so far.
 
-Both are bounded by ``bounds.minimize_executions`` runs in all, so on a large program the
-result is the best found, never worse than the original.
+Both are bounded by ``bounds.minimize_executions`` runs and ``bounds.minimize_seconds``
+in all, so on a large program the result is the best found, never worse than the
+original.
 """
 
 from __future__ import annotations
+
+import time
 
 from pagesim.explore.common import Bounds, Found, OptionNode, new_execution
 from pagesim.runtime.executor import Execution, Program, Schedule
@@ -50,8 +53,9 @@ def minimize(program: Program, bounds: Bounds, found: Found) -> Found:
     """The best violating schedule of ``found``'s property within the budget."""
     bounds = bounds.but(stop_on_violation=True)
     budget = [bounds.minimize_executions]
-    found = _shrink(program, bounds, found, budget)
-    return _branch_and_bound(program, bounds, found, budget[0])
+    deadline = time.perf_counter() + bounds.minimize_seconds
+    found = _shrink(program, bounds, found, budget, deadline)
+    return _branch_and_bound(program, bounds, found, budget[0], deadline)
 
 
 def _cost(found: Found) -> tuple[int, int]:
@@ -77,13 +81,15 @@ def _lenient(program: Program, bounds: Bounds,
     return ex
 
 
-def _shrink(program: Program, bounds: Bounds, found: Found, budget: list[int]) -> Found:
+def _shrink(program: Program, bounds: Bounds, found: Found, budget: list[int],
+            deadline: float) -> Found:
     prop = found.violation.property
     best = found
 
     def attempt(steps: list[tuple[str, int | None]]) -> bool:
         nonlocal best
-        if budget[0] <= 0:
+        if budget[0] <= 0 or time.perf_counter() > deadline:
+            budget[0] = 0
             return False
         budget[0] -= 1
         ex = _lenient(program, bounds, steps)
@@ -126,12 +132,14 @@ def _shrink(program: Program, bounds: Bounds, found: Found, budget: list[int]) -
 
 
 def _branch_and_bound(program: Program, bounds: Bounds, found: Found,
-                      runs: int) -> Found:
+                      runs: int, deadline: float) -> Found:
     prop = found.violation.property
     best_found = found
     best = _cost(found)
     stack: list[_MNode] = []
     for _ in range(runs):
+        if time.perf_counter() > deadline:
+            break
         ex = new_execution(program, bounds)
         for node in stack:
             node.take(ex, node.tid)

@@ -23,6 +23,10 @@ program                      what it is                                answer
                              interrupts-off sections                   preemptible: race
 ``chosen_writes``            a writer chooses its value; a reader      verified
                              reads
+``stale_cpu``                a task reads this_cpu() preemptibly,      violation with
+                             then updates "its" per-CPU counter in     migration;
+                             a section, while a work item updates      verified
+                             CPU0's                                    without
 ``spin_forever``             a CPU waits for a flag nobody sets        liveness
 ===========================  ========================================  =================
 """
@@ -50,6 +54,7 @@ from pagesim.runtime.ops import (
     queue_work_on,
     spin_lock,
     spin_unlock,
+    this_cpu,
 )
 
 Gen = Generator[Any, Any, Any]
@@ -268,6 +273,56 @@ def percpu_counter(task_irqs_off: bool = True) -> Program:
     return Program(name, setup, final_checks=[both_counted])
 
 
+@kernel
+def stale_percpu_add(s: Any) -> Gen:
+    """The stale-CPU bug: the CPU is read while preemptible and used after the task may
+    have moved, so the section protects one CPU's data while running on another."""
+    cpu = yield this_cpu()
+    yield local_irq_save()
+    v = yield READ_ONCE_IDX(s.count, cpu, "count")
+    yield WRITE_ONCE_IDX(s.count, cpu, v + 1, "count")
+    yield local_irq_restore()
+
+
+@kernel
+def local_percpu_add(s: Any) -> Gen:
+    """The right way: the CPU is the one the section runs on."""
+    cpu = yield local_irq_save()
+    v = yield READ_ONCE_IDX(s.count, cpu, "count")
+    yield WRITE_ONCE_IDX(s.count, cpu, v + 1, "count")
+    yield local_irq_restore()
+
+
+@kernel
+def queue_local_add(s: Any, cpu: int) -> Gen:
+    work: Work = yield queue_work_on(cpu, local_percpu_add, s)
+    yield flush_work(work)
+
+
+def stale_cpu(migration: bool = True) -> Program:
+    """CPU0's task reads ``this_cpu()`` with preemption enabled, then increments that
+    CPU's counter inside an interrupts-off section; CPU1 queues a work item on CPU0 that
+    increments CPU0's counter in a section of its own. Without migration the task's
+    section is on CPU0 and excludes the item; with it the task can read 0, move to CPU1,
+    and increment CPU0's counter from there, concurrently with the item: an update is
+    lost."""
+
+    def setup() -> tuple[Any, dict[int, Any]]:
+        s = Cell("pcp", count=[0, 0])
+        return s, {0: partial(stale_percpu_add, s), 1: partial(queue_local_add, s, 0)}
+
+    def both_counted(s: Any) -> str | None:
+        total = sum(s.count)
+        return None if total == 2 else f"counts are {s.count}: {2 - total} update lost"
+
+    def counts(s: Any) -> dict[str, object]:
+        return {f"count[{cpu}]": v for cpu, v in enumerate(s.count)}
+
+    name = "stale_cpu" if migration else "stale_cpu_no_migration"
+    return Program(name, setup, final_checks=[both_counted], migration=migration,
+                   snapshot=counts)
+
+
 # =======================================================================================
 # Choices, liveness
 
@@ -323,5 +378,5 @@ def all_toys() -> dict[str, Program]:
     progs = [lost_update(), locked_counter(), peterson(), peterson(write_turn=False),
              disjoint_writes(), abba(), abba(ordered=True), flushed_work(),
              percpu_counter(), percpu_counter(task_irqs_off=False), chosen_writes(),
-             spin_forever()]
+             spin_forever(), stale_cpu(), stale_cpu(migration=False)]
     return {p.name: p for p in progs}

@@ -22,12 +22,53 @@ runs none of its code.
   context is a self-deadlock, as in the kernel, and shows up as one);
 * ``flush_work`` of an unfinished item is disabled.
 
-A spinlock does not pin its holder to the CPU here: code that relies on the preemption
-that ``spin_lock`` disables in the kernel says so with ``preempt_disable`` (or
-``local_irq_save``), which is what the model's pcp paths do. A context never moves to
-another CPU. ``mutex_lock``, ``mutex_trylock`` and ``flush_work`` inside a section of
-the context's own are errors (sleeping in atomic context), as are unbalanced sections
-and unlocks, and a context that ends holding a lock or its CPU's token.
+Without migration (below) a spinlock does not pin its holder to the CPU: code that
+relies on the preemption that ``spin_lock`` disables in the kernel says so with
+``preempt_disable`` (or ``local_irq_save``), which is what the model's pcp paths do.
+``mutex_lock``, ``mutex_trylock`` and ``flush_work`` inside a section of the context's
+own are errors (sleeping in atomic context), as are unbalanced sections and unlocks, and
+a context that ends holding a lock or its CPU's token.
+
+**Migration** (``Program.migration``, off by default). A preemptible task may be moved
+to another CPU by the scheduler between any two of its instructions (spec §10: "arbitrary
+delay, possible CPU migration"; §3 and §4.1: interrupts off, ``preempt_disable`` and
+``migrate_disable`` are what prevent it). Which CPU a task runs on matters only where
+its code *observes* it: ``this_cpu()`` (``smp_processor_id``, ``this_cpu_ptr``), and the
+entry into a non-preemptible section (``local_irq_save``, ``preempt_disable``, and
+``spin_lock``, below), which takes that CPU's token and pins the task there. So
+migration is modelled there and only there: when a task (never a work item: a kworker
+is bound to its CPU, spec §3.3) is about to perform one of those ops while preemptible
+(it does not hold its CPU's token), the runtime first gives it a *migration step*: a
+choice among the program's CPUs (choice ``k``: the ``k``-th CPU that ``setup`` names,
+so the CPU number itself when they are 0..n-1), recorded in the schedule like any choice
+and shown in traces as "migrated to cpuN" or "stays on cpuN". Then the op runs as
+usual on the chosen CPU: disabled while another context holds that CPU's token, with
+that CPU's token in its footprint. Between two observations a preemptible task is on
+no CPU in particular: its other steps are enabled whatever sections other contexts are
+in, and touch no CPU's token (a scheduler runs it wherever a CPU is free). The model
+does not check that one is: with every CPU inside another context's section at once it
+still lets the task run, an over-approximation that can add executions but hides none.
+
+Splitting the choice from the op keeps partial-order reduction sound with no new rule:
+the migration step touches nothing any other context reads or writes (it is always
+enabled, even while another context of the task's CPU is inside a section, which is
+when a real scheduler would move it), so its footprint is empty and it commutes with
+every other step, while the op after it has the ordinary footprint of the CPU it runs
+on. Choosing in the op's own step among the CPUs free at that moment would make the
+step depend on every CPU's token, and the order "chosen while CPU *d* was busy" is one
+that the race rules (a step races with a section's acquisition, never with its release)
+would not reverse.
+
+With migration on, a spinlock pins its holder, as in the kernel, where ``spin_lock``
+disables preemption (migration, on PREEMPT_RT): ``spin_lock``, or a ``spin_trylock``
+that succeeds, by a context that does not hold its CPU's token takes it, and the unlock
+that leaves the context with no spinlock and no section of its own gives it back
+(mutexes pin nothing). Without this, a task that migrated onto a CPU whose task holds
+``zone->lock`` could take that CPU's token with ``preempt_disable`` and then spin on the
+lock forever, a deadlock the kernel cannot have: a CPU never runs another task inside a
+spinlock section. Without migration the rule is off, so the footprints and execution
+counts of programs written before it stay as they were; those programs give a CPU a
+second task only where sections of its own order it.
 
 A state where some thread is unfinished and none is enabled is a **deadlock**.
 
@@ -73,11 +114,14 @@ from typing import Any, NamedTuple
 
 from pagesim.runtime import ops
 from pagesim.runtime.ops import (
+    ATOMIC_ADD_IDX,
+    ATOMIC_ADD_UNLESS_IDX,
     READ_ONCE,
     READ_ONCE_IDX,
     WRITE_ONCE,
     WRITE_ONCE_IDX,
     ModelError,
+    Mutex,
     Op,
     SpinLock,
     Work,
@@ -92,6 +136,7 @@ from pagesim.runtime.ops import (
     spin_trylock,
     spin_unlock,
     this_cpu,
+    touch_range,
 )
 
 Gen = Generator[Any, Any, Any]
@@ -180,6 +225,24 @@ class Program:
     interrupts-off sections of CPU ``n``, which protect its per-CPU data). Without
     ``observes``, a program with ``checks`` has every step visible: sound, and no
     reduction.
+
+    ``migration`` lets preemptible tasks move between the CPUs ``setup`` names (see the
+    module docstring): off by default, because it multiplies the executions by the CPU
+    count at every observation of the CPU.
+
+    ``snapshot(state)``, if given, describes the state as a flat mapping of named facts
+    (a pcplist's pages, a lock's owner). A traced execution (:func:`replay`, the
+    counterexamples of :func:`pagesim.explore.check`) takes one after every step and
+    records in :attr:`StepRecord.changes` the facts that differ; the explorers never call
+    it. It is a parameter because the runtime does not know the model (the allocator's
+    is :func:`pagesim.model.snapshot.machine_snapshot`).
+
+    ``terminates`` says whether every execution is meant to finish (the default). False
+    for a program whose workers loop forever by design: the stateful search
+    (:mod:`pagesim.explore.stateful`) then ends a branch that returns to a state on it
+    instead of reporting the loop as a liveness violation, and reaching ``max_steps``
+    leaves its search incomplete rather than violated. The stateless explorers cannot
+    tell a loop from a long run and report liveness at ``max_steps`` either way.
     """
 
     name: str
@@ -189,6 +252,9 @@ class Program:
     max_steps: int = 1000
     description: str = ""
     observes: Callable[[Any], Iterable[Any]] | None = None
+    migration: bool = False
+    snapshot: Callable[[Any], Mapping[str, object]] | None = None
+    terminates: bool = True
 
 
 @dataclass(frozen=True)
@@ -264,6 +330,9 @@ class StepRecord:
     choice: int | None
     preemption: bool
     accesses: tuple[str, ...]
+    #: the facts of the program's snapshot that this step changed, as (name, before,
+    #: after), ``None`` for a fact absent on that side; empty without a snapshot
+    changes: tuple[tuple[str, object, object], ...] = ()
 
     def where(self) -> str:
         return " > ".join(f"{fn}:{line}" for fn, line in self.chain)
@@ -315,6 +384,11 @@ class Memory:
     def store(self, obj: object, attr: str, value: Any) -> None:
         setattr(obj, attr, value)
 
+    def atomic_idx(self, op: ATOMIC_ADD_IDX | ATOMIC_ADD_UNLESS_IDX) -> Any:
+        """A read-modify-write of one element: atomic, and a full barrier in every
+        memory model (the kernel's value-returning atomics are)."""
+        return op.perform(ops.CURRENT)
+
     def load_idx(self, seq: Any, index: int) -> Any:
         return seq[index]
 
@@ -336,6 +410,29 @@ class _start(Op):
 
     def describe(self) -> str:
         return f"start {self.work.name}"
+
+
+class _migrate(choose):
+    """The pseudo-op a migratable task waits at before an op that observes its CPU:
+    a choice of the CPU it runs on from now on (see the module docstring). ``op`` is the
+    op it precedes; ``cpus`` the program's CPUs, indexed by the choice."""
+
+    __slots__ = ("cpus", "op", "source", "target")
+
+    def __init__(self, op: Op, cpus: tuple[int, ...], source: int) -> None:
+        super().__init__(len(cpus), "migration")
+        self.op = op
+        self.cpus = cpus
+        self.source = source
+        self.target: int | None = None
+
+    def describe(self) -> str:
+        before = f"before {self.op.describe()}"
+        if self.target is None:
+            return f"may migrate from cpu{self.source}, {before}"
+        if self.target == self.source:
+            return f"stays on cpu{self.target}, {before}"
+        return f"migrated to cpu{self.target} from cpu{self.source}, {before}"
 
 
 class Thread:
@@ -403,8 +500,12 @@ class Execution:
         self.memory = Memory()
         self.threads: dict[str, Thread] = {}
         #: owner (thread id) of each CPU's token while one of its contexts is inside a
-        #: non-preemptible section
+        #: non-preemptible section (or, with migration, holds a spinlock)
         self.token: dict[int, str] = {}
+        #: the threads inside a local_irq_save/preempt_disable section
+        self._sections: set[str] = set()
+        #: spinlocks pin their holders (see the module docstring)
+        self._lock_pins = program.migration
         self.steps: list[Step] = []
         self.records: list[StepRecord] | None = [] if trace else None
         self.violation: Violation | None = None
@@ -413,6 +514,13 @@ class Execution:
         self._enabled: list[str] = []
         state, cpus = program.setup()
         self.state = state
+        #: where a migrating task may go (none: the program does not migrate)
+        self._cpus: tuple[int, ...] = (
+            tuple(sorted(cpus)) if program.migration and len(cpus) > 1 else ())
+        #: the last snapshot (traced executions of programs with one)
+        self._snapshot: Mapping[str, object] | None = None
+        #: the first one, after setup and the code before each task's first yield
+        self.initial_snapshot: Mapping[str, object] = {}
         #: what the checks read (see Program.observes)
         self._observe_all = bool(program.checks) and program.observes is None
         self._observed: set[Key] = set()
@@ -449,6 +557,8 @@ class Execution:
         except Exception as exc:
             self._fail("exception", _describe_exc(exc), -1, None, fatal=True)
             return
+        if trace and program.snapshot is not None:
+            self._snapshot = self.initial_snapshot = dict(program.snapshot(state))
         self._after_step(-1, None)
 
     # -- queries --------------------------------------------------------------------
@@ -466,8 +576,10 @@ class Execution:
         op = th.pending
         if op is None:
             return False
+        if isinstance(op, _migrate):
+            return True  # the scheduler moves a preempted task whatever its CPU runs
         owner = self.token.get(th.cpu)
-        if owner is not None and owner != th.tid:
+        if owner is not None and owner != th.tid and not self._floats(th, op):
             return False
         if isinstance(op, spin_lock):
             return op.lock.owner is None
@@ -508,8 +620,20 @@ class Execution:
 
     def _op_footprint(self, th: Thread) -> Footprint:
         op = th.pending
-        if op is None:
+        if op is None or isinstance(op, _migrate):
             return ()
+        fp = self._op_footprint_on_cpu(th, op)
+        if self._floats(th, op):
+            return tuple(a for a in fp if a[1] != USE or a[0][0] != "cpu")
+        return fp
+
+    def _floats(self, th: Thread, op: Op) -> bool:
+        """Whether ``th`` runs ``op`` on no CPU in particular: a preemptible task, with
+        migration, at an op that does not observe its CPU (see the module docstring)."""
+        return (bool(self._cpus) and th.work is None and self.token.get(th.cpu) != th.tid
+                and not _observes_cpu(op))
+
+    def _op_footprint_on_cpu(self, th: Thread, op: Op) -> Footprint:
         tok: Key = ("cpu", th.cpu)
         if isinstance(op, READ_ONCE):
             return ((self.memory.field_key(op.obj, op.attr), READ), (tok, USE))
@@ -517,18 +641,26 @@ class Execution:
             return ((self.memory.field_key(op.obj, op.attr), WRITE), (tok, USE))
         if isinstance(op, READ_ONCE_IDX):
             return ((self.memory.index_key(op.seq, op.index, op.label), READ), (tok, USE))
-        if isinstance(op, WRITE_ONCE_IDX):
+        if isinstance(op, WRITE_ONCE_IDX | ATOMIC_ADD_IDX | ATOMIC_ADD_UNLESS_IDX):
             return ((self.memory.index_key(op.seq, op.index, op.label), WRITE), (tok, USE))
+        if isinstance(op, touch_range):
+            kind = WRITE if op.write else READ
+            return (*((self.memory.index_key(op.seq, i, op.label), kind)
+                      for i in range(op.start, op.end)), (tok, USE))
         if isinstance(op, spin_trylock):
-            kind = TRY_ACQUIRE if op.lock.owner is None else FAIL
-            return ((self._lock_key(op.lock), kind), (tok, USE))
-        if isinstance(op, spin_lock | spin_unlock):
-            kind = RELEASE if isinstance(op, spin_unlock) else ACQUIRE
-            return ((self._lock_key(op.lock), kind), (tok, USE))
+            took = op.lock.owner is None
+            pin = ACQUIRE if took and self._pins(th, op.lock) else USE
+            return ((self._lock_key(op.lock), TRY_ACQUIRE if took else FAIL), (tok, pin))
+        if isinstance(op, spin_unlock):
+            unpin = RELEASE if self._unpins(th, op.lock) else USE
+            return ((self._lock_key(op.lock), RELEASE), (tok, unpin))
+        if isinstance(op, spin_lock):
+            pin = ACQUIRE if self._pins(th, op.lock) else USE
+            return ((self._lock_key(op.lock), ACQUIRE), (tok, pin))
         if isinstance(op, local_irq_save):
-            return ((tok, ACQUIRE),)
+            return ((tok, USE if self.token.get(th.cpu) == th.tid else ACQUIRE),)
         if isinstance(op, local_irq_restore):
-            return ((tok, RELEASE),)
+            return ((tok, USE if self._lock_pinned(th) else RELEASE),)
         if isinstance(op, queue_work_on):
             return ((("work", f"{th.tid}.w{th.nqueued + 1}"), QUEUE), (tok, USE))
         if isinstance(op, flush_work):
@@ -539,6 +671,22 @@ class Execution:
 
     def _lock_key(self, lock: SpinLock) -> Key:
         return ("lock", self.memory._pin(lock))
+
+    def _lock_pinned(self, th: Thread) -> bool:
+        """Whether a spinlock ``th`` holds pins it to its CPU (with migration only)."""
+        return self._lock_pins and any(not isinstance(lk, Mutex) for lk in th.held)
+
+    def _pins(self, th: Thread, lock: SpinLock) -> bool:
+        """Whether taking ``lock`` takes ``th``'s CPU token (it is not held yet)."""
+        return (self._lock_pins and not isinstance(lock, Mutex)
+                and self.token.get(th.cpu) != th.tid)
+
+    def _unpins(self, th: Thread, lock: SpinLock) -> bool:
+        """Whether releasing ``lock`` gives back ``th``'s CPU token: its last spinlock,
+        outside a section of its own."""
+        return (self._lock_pins and not isinstance(lock, Mutex)
+                and th.tid not in self._sections and self.token.get(th.cpu) == th.tid
+                and [lk for lk in th.held if not isinstance(lk, Mutex)] == [lock])
 
     def schedule(self) -> Schedule:
         return Schedule(tuple((s.tid, s.choice) for s in self.steps), self.program.name)
@@ -587,11 +735,11 @@ class Execution:
         current = ops.CURRENT
         saved = (current.cpu, current.irqs_off)
         current.cpu = th.cpu
-        current.irqs_off = self.token.get(th.cpu) == tid
+        current.irqs_off = tid in self._sections
         try:
             value, shown, created = self._perform(th, op, choice, index)
-            th.ctx.irqs_off = current.irqs_off = self.token.get(th.cpu) == tid
-            if self._resume(th, value):
+            th.ctx.irqs_off = current.irqs_off = tid in self._sections
+            if value is not _MIGRATED and self._resume(th, value):
                 footprint = (*footprint, (("work", tid), DONE))
         except (AssertionError, ModelError) as exc:
             error = ("assertion", _describe_exc(exc))
@@ -605,7 +753,8 @@ class Execution:
         if self.records is not None:
             self.records.append(StepRecord(
                 index, tid, th.cpu, op.describe(), chain, _show(shown), choice, preemption,
-                tuple(f"{kind} {self._key_label(key)}" for key, kind in footprint)))
+                tuple(f"{kind} {self._key_label(key)}" for key, kind in footprint),
+                self._changes()))
         if error is not None:
             if th.pending is not None:  # the op failed: the thread cannot go on
                 th.pending = None
@@ -619,6 +768,11 @@ class Execution:
                  index: int) -> tuple[Any, Any, str | None]:
         """Execute one op for ``th``: (value for the model, value to show, created tid)."""
         mem = self.memory
+        if isinstance(op, _migrate):
+            assert choice is not None
+            op.target = th.cpu = th.ctx.cpu = ops.CURRENT.cpu = op.cpus[choice]
+            th.pending = op.op  # the op itself is the next step, on the chosen CPU
+            return _MIGRATED, None, None
         if isinstance(op, READ_ONCE):
             v = mem.load(op.obj, op.attr)
             return v, v, None
@@ -631,17 +785,24 @@ class Execution:
         if isinstance(op, WRITE_ONCE_IDX):
             mem.store_idx(op.seq, op.index, op.value)
             return None, op.value, None
+        if isinstance(op, ATOMIC_ADD_IDX | ATOMIC_ADD_UNLESS_IDX):
+            v = mem.atomic_idx(op)
+            return v, v, None
         if isinstance(op, spin_trylock):
             if op.lock.owner is not None:
                 return False, False, None
             if isinstance(op, ops.mutex_trylock):
                 self._might_sleep(th, op)
+            if self._pins(th, op.lock):
+                self.token[th.cpu] = th.tid
             op.lock.owner = th.tid
             th.held.append(op.lock)
             return True, True, None
         if isinstance(op, spin_lock):
             if isinstance(op, mutex_lock):
                 self._might_sleep(th, op)
+            if self._pins(th, op.lock):
+                self.token[th.cpu] = th.tid
             op.lock.owner = th.tid
             th.held.append(op.lock)
             return None, None, None
@@ -651,19 +812,25 @@ class Execution:
                 raise ModelError(f"unlock of {op.lock.name}, which is not held")
             if owner != th.tid:
                 raise ModelError(f"{th.tid} unlocks {op.lock.name}, held by {owner}")
+            unpin = self._unpins(th, op.lock)
             op.lock.owner = None
             th.held.remove(op.lock)
+            if unpin:
+                del self.token[th.cpu]
             return None, None, None
         if isinstance(op, local_irq_save):
-            if self.token.get(th.cpu) == th.tid:
+            if th.tid in self._sections:
                 raise ModelError(f"{op.describe()} nested on cpu{th.cpu} ({th.tid})")
+            self._sections.add(th.tid)
             self.token[th.cpu] = th.tid
             return th.cpu, th.cpu, None
         if isinstance(op, local_irq_restore):
-            if self.token.get(th.cpu) != th.tid:
+            if th.tid not in self._sections or self.token.get(th.cpu) != th.tid:
                 raise ModelError(f"{op.describe()} on cpu{th.cpu} outside a section "
                                  f"of {th.tid}")
-            del self.token[th.cpu]
+            self._sections.discard(th.tid)
+            if not self._lock_pinned(th):
+                del self.token[th.cpu]
             return None, None, None
         if isinstance(op, this_cpu):
             return th.cpu, th.cpu, None
@@ -715,8 +882,20 @@ class Execution:
         if not isinstance(nxt, Op):
             th.pending = None
             raise ModelError(f"{th.tid} yielded {nxt!r}, which is not a runtime op")
+        if (self._cpus and th.work is None and self.token.get(th.cpu) != th.tid
+                and _observes_cpu(nxt)):
+            nxt = _migrate(nxt, self._cpus, th.cpu)
         th.pending = nxt
         return False
+
+    def _changes(self) -> tuple[tuple[str, object, object], ...]:
+        """The facts of the program's snapshot that the last step changed."""
+        before = self._snapshot
+        if before is None or self.program.snapshot is None:
+            return ()
+        after = dict(self.program.snapshot(self.state))
+        self._snapshot = after
+        return snapshot_diff(before, after)
 
     def _after_step(self, index: int, tid: str | None) -> None:
         if self.violation is None:
@@ -768,6 +947,27 @@ class Execution:
         return self.memory.label(key) or str(key[0])
 
 
+def _observes_cpu(op: Op) -> bool:
+    """The ops that read the CPU or pin the task to it: where a task may migrate."""
+    return isinstance(op, this_cpu | local_irq_save) or (
+        isinstance(op, spin_lock | spin_trylock) and not isinstance(op.lock, Mutex))
+
+
+#: what performing a migration step gives back: the task is not resumed, its next step
+#: is the op the migration preceded
+_MIGRATED = object()
+
+
+def snapshot_diff(before: Mapping[str, object],
+                  after: Mapping[str, object]) -> tuple[tuple[str, object, object], ...]:
+    """``(name, before, after)`` for every fact that differs, in ``after``'s order then
+    the facts that disappeared (``None`` stands for absent)."""
+    out = [(name, before.get(name), value) for name, value in after.items()
+           if name not in before or before[name] != value]
+    out.extend((name, value, None) for name, value in before.items() if name not in after)
+    return tuple(out)
+
+
 def _run_check(chk: Check, state: Any) -> str | None:
     name = getattr(chk, "__name__", "check")
     try:
@@ -806,6 +1006,9 @@ class Replay:
     violation: Violation | None
     finished: bool
     steps: list[Step] = field(default_factory=list)
+    #: the program's snapshot before the first step (empty without one); each record's
+    #: ``changes`` take it from there
+    initial: Mapping[str, object] = field(default_factory=dict)
 
 
 def replay(program: Program, schedule: Schedule | Iterable[tuple[str, int | None]], *,
@@ -828,4 +1031,5 @@ def replay(program: Program, schedule: Schedule | Iterable[tuple[str, int | None
         ex.step(tid, choice)
         if on_step is not None:
             on_step(ex.records[-1], ex.state)
-    return Replay(ex.records, ex.state, ex.violation, ex.finished, ex.steps)
+    return Replay(ex.records, ex.state, ex.violation, ex.finished, ex.steps,
+                  ex.initial_snapshot)

@@ -172,6 +172,95 @@ class WRITE_ONCE_IDX(Op):
         return f"WRITE_ONCE({self.label or 'mem'}[{self.index}], {self.value!r})"
 
 
+class ATOMIC_ADD_IDX(Op):
+    """An atomic read-modify-write ``seq[index] += delta`` returning the new value: the
+    kernel's ``atomic_add_return`` family (``page_ref_dec_and_test`` is a delta of -1
+    tested for 0). Other CPUs see the old or the new value, never a torn one."""
+
+    __slots__ = ("delta", "index", "label", "seq")
+
+    def __init__(self, seq: Any, index: int, delta: int, label: str = "") -> None:
+        self.seq = seq
+        self.index = index
+        self.delta = delta
+        self.label = label
+
+    def perform(self, ctx: Context) -> Any:
+        value = self.seq[self.index] + self.delta
+        self.seq[self.index] = value
+        return value
+
+    @staticmethod
+    def fast(seq: Any, index: int, delta: int, label: str = "") -> Any:
+        value = seq[index] + delta
+        seq[index] = value
+        return value
+
+    def describe(self) -> str:
+        return f"atomic_add_return({self.delta}, {self.label or 'mem'}[{self.index}])"
+
+
+class ATOMIC_ADD_UNLESS_IDX(Op):
+    """``atomic_add_unless(&seq[index], delta, unless)``: add unless the value is
+    ``unless``; returns whether it added (``get_page_unless_zero`` is delta 1, unless 0:
+    a reference can only be taken on a page that still has one)."""
+
+    __slots__ = ("delta", "index", "label", "seq", "unless")
+
+    def __init__(self, seq: Any, index: int, delta: int, unless: int,
+                 label: str = "") -> None:
+        self.seq = seq
+        self.index = index
+        self.delta = delta
+        self.unless = unless
+        self.label = label
+
+    def perform(self, ctx: Context) -> bool:
+        return ATOMIC_ADD_UNLESS_IDX.fast(self.seq, self.index, self.delta, self.unless)
+
+    @staticmethod
+    def fast(seq: Any, index: int, delta: int, unless: int, label: str = "") -> bool:
+        if seq[index] == unless:
+            return False
+        seq[index] += delta
+        return True
+
+    def describe(self) -> str:
+        return (f"atomic_add_unless({self.label or 'mem'}[{self.index}], {self.delta}, "
+                f"{self.unless})")
+
+
+class touch_range(Op):
+    """Model-only: the plain code that follows this op, in the same step, reads (or,
+    with ``write``, writes) ``seq[start:end]``.
+
+    For the scans that read many pages' fields at once, where the kernel reads them one
+    by one without a lock (migration's scan of a range, has_unmovable_pages): the model
+    does the whole scan in one step, and this op gives that step the footprint of
+    everything it reads, so partial-order reduction orders it against the other CPUs'
+    accesses to the same pages. It does nothing itself and is dropped from the
+    sequential variant.
+    """
+
+    __slots__ = ("end", "label", "seq", "start", "write")
+    DROP_IN_FAST = True
+
+    def __init__(self, seq: Any, start: int, end: int, label: str = "",
+                 write: bool = False) -> None:
+        self.seq = seq
+        self.start = start
+        self.end = end
+        self.label = label
+        self.write = write
+
+    def perform(self, ctx: Context) -> None:
+        return None
+
+    def describe(self) -> str:
+        what = "write" if self.write else "read"
+        return f"{what} {self.label or 'mem'}[{self.start}:{self.end}]"
+
+
 class _LockOp(Op):
     __slots__ = ("lock",)
 
@@ -281,7 +370,12 @@ class preempt_enable(local_irq_restore):
 
 
 class this_cpu(Op):
-    """The CPU the task runs on now (it may change at the next yield if preemptible)."""
+    """The CPU the task runs on now (``smp_processor_id``, ``this_cpu_ptr``).
+
+    In preemptible code the answer may be stale by the next yield: with
+    ``Program.migration`` the concurrent runtime moves a preemptible task to any CPU
+    before its next ``this_cpu`` or section entry, so code that keeps the value across a
+    preemption point and then uses it inside a section touches another CPU's data."""
 
     __slots__ = ()
     FAST_EXPR = "ops.CURRENT.cpu"

@@ -30,5 +30,9 @@ register(Scenario("toy-percpu-preemptible", "a task and a work item increment a 
                   "counter, the task outside an interrupts-off section",
                   lambda k, n: toys.percpu_counter(task_irqs_off=False), "violation",
                   uses_kernel=False))
+register(Scenario("toy-stale-cpu", "a task reads this_cpu() preemptibly, migrates, and "
+                  "updates the first CPU's counter in a section on another CPU, racing "
+                  "with a work item there", lambda k, n: toys.stale_cpu(), "violation",
+                  uses_kernel=False))
 register(Scenario("toy-spin-forever", "a CPU waits for a flag nobody sets",
                   lambda k, n: toys.spin_forever(), "liveness", uses_kernel=False))
