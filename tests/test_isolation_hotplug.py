@@ -821,7 +821,7 @@ def test_migration_target_can_be_a_pcplist_page_of_the_isolated_range() -> None:
     freer.finish()
     assert p in z.per_cpu_pageset[0].lists[MIGRATE_MOVABLE]
     offline.run_until(at_point("migrate: between allocating the target and copying"))
-    offline.step()  # the copy
+    offline.run_until(lambda op: isinstance(op, ops.spin_unlock) and op.lock is m.ptl)
     assert held.pfn == p  # migrated into the isolated range
     assert offline.finish() == 0
     assert not 16 <= held.pfn < 32

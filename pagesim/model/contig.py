@@ -77,7 +77,7 @@ def __alloc_contig_migrate_range(m: Machine, start: int, end: int) -> Gen:
     pfn = start
     tries = 0
     while True:
-        pfn = scan_movable_pages(m, pfn, end)
+        pfn = yield from scan_movable_pages(m, pfn, end)
         if pfn < 0:
             return 0
         rc = yield from do_migrate_range(m, pfn, end)

@@ -91,6 +91,9 @@ CHANGES: tuple[Change, ...] = (
        "pcp high/batch computed once per zone and cached in zone->pageset_high/batch"),
     _c("pageset_update_unordered", (5, 11), "5c3ad2eb7104",
        "pageset_update() writes batch then high with WRITE_ONCE and no barriers"),
+    _c("trace_zone_locked_found_only", (5, 11), "(not identified; [K510] :2874 vs [K511])",
+       "__rmqueue() emits mm_page_alloc_zone_locked only for a page it found; 5.10 emits it "
+       "after a failed attempt too (page NULL, pfn 0)"),
     _c("pcp_high_order_lists", (5, 13), "44042b449872",
        "pcplists hold orders 0..PAGE_ALLOC_COSTLY_ORDER (+ THP order); count is in pages",
        "inferred"),
@@ -189,6 +192,7 @@ class Kernel:
     isolation_users_drain: bool = field(init=False)
     pageset_zone_cache: bool = field(init=False)
     pageset_update_unordered: bool = field(init=False)
+    trace_zone_locked_found_only: bool = field(init=False)
     pcp_high_order_lists: bool = field(init=False)
     zone_highsize: bool = field(init=False)
     lru_cache_disable: bool = field(init=False)
@@ -259,5 +263,20 @@ def milestones() -> list[Kernel]:
     vers = sorted({OLDEST, NEWEST, *(c.since for c in CHANGES), (6, 1), (6, 6)})
     return [kernel(f"v{a}.{b}") for a, b in vers]
 
+
+# Hypothetical variants: one ingredient of a fix taken away (or a later fix added), so a
+# scenario can answer "what if" (issue: is the forced drain necessary?).
+register_variant(
+    "v5.11-unforced", "v5.11", {"drain_force_all_cpus": False},
+    "v5.11 whose zone_pcp_disable() drains only the CPUs whose pcp->count it reads as "
+    "non-zero (the optimised drain_all_pages() check the fix avoids, spec §6.3)")
+register_variant(
+    "v5.11-no-disable", "v5.11", {"zone_pcp_disable": False, "offline_drain_on_retry": True},
+    "v5.11 without zone_pcp_disable(): offline_pages() isolates and drains on every failed "
+    "test as 5.10 did (isolation users drain once, as 5.11's do)")
+register_variant(
+    "v6.0-locked-count", "v6.0", {"drain_count_locked": True},
+    "v6.0 with the 6.11 fix: drain_pages_zone() reads pcp->count under pcp->lock "
+    "(spec §6.5)")
 
 DEFAULT_KERNEL = "v6.19"

@@ -495,7 +495,7 @@ def _check_range(m: Machine, start_pfn: int, nr_pages: int) -> bool:
 
 @kernel
 def offline_pages(m: Machine, start_pfn: int, nr_pages: int,
-                  max_retries: int | None = None) -> Gen:
+                  max_retries: int | None = None, on_bound: Any = None) -> Gen:
     """Take ``[start_pfn, start_pfn + nr_pages)`` (whole sections, one zone, no holes)
     out of the buddy: 0 or a negative errno ([K510] mm/memory_hotplug.c :1452-1623;
     [K511] :1451-1619; [K619] :1894-2097). The steps, in the kernel's order:
@@ -517,7 +517,11 @@ def offline_pages(m: Machine, start_pfn: int, nr_pages: int,
 
     On failure after isolation: undo_isolate_page_range, then (5.14+) lru_cache_enable
     and (5.11+) zone_pcp_enable. ``max_retries`` is the model-only bound of the module
-    docstring. Offlining pages that are already offline is a caller bug (ModelError).
+    docstring; ``on_bound``, a ``@kernel`` function of no arguments, is asked when the
+    bound is reached and returns how many more rounds to allow (0: give up). Scenarios
+    use it for fairness: wait until the other CPUs have stopped, then see whether the
+    offline can finish on its own (see pagesim.scenarios.offline). Offlining pages
+    that are already offline is a caller bug (ModelError).
     """
     hp = hotplug_state(m)
     if not _check_range(m, start_pfn, nr_pages):
@@ -530,7 +534,8 @@ def offline_pages(m: Machine, start_pfn: int, nr_pages: int,
                          "is already (partly) offline")
     yield mutex_lock(hp.lock)
     ret, reason, retries = yield from _offline_pages_locked(m, hp, start_pfn,
-                                                            start_pfn + nr_pages, max_retries)
+                                                            start_pfn + nr_pages, max_retries,
+                                                            on_bound)
     yield mutex_unlock(hp.lock)
     hp.log.append(HotplugEvent("offline", start_pfn, nr_pages, ret, reason, retries))
     return ret
@@ -538,7 +543,7 @@ def offline_pages(m: Machine, start_pfn: int, nr_pages: int,
 
 @kernel
 def _offline_pages_locked(m: Machine, hp: MemoryHotplug, start_pfn: int, end_pfn: int,
-                          max_retries: int | None) -> Gen:
+                          max_retries: int | None, on_bound: Any) -> Gen:
     """offline_pages() between mem_hotplug_begin and mem_hotplug_done; returns
     (ret, reason, rounds without progress)."""
     k = m.kernel
@@ -559,7 +564,8 @@ def _offline_pages_locked(m: Machine, hp: MemoryHotplug, start_pfn: int, end_pfn
         reason = "failure to isolate range"
     else:
         ret, reason, retries = yield from _migrate_until_isolated(m, hp, zone, start_pfn,
-                                                                  end_pfn, max_retries)
+                                                                  end_pfn, max_retries,
+                                                                  on_bound)
         if not ret:
             yield from _offline_isolated_range(m, zone, start_pfn, nr_pages)
             return 0, "", retries
@@ -573,7 +579,7 @@ def _offline_pages_locked(m: Machine, hp: MemoryHotplug, start_pfn: int, end_pfn
 
 @kernel
 def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn: int,
-                            end_pfn: int, max_retries: int | None) -> Gen:
+                            end_pfn: int, max_retries: int | None, on_bound: Any) -> Gen:
     """The do/while loops of offline_pages(): migrate until no movable page is left,
     test, repeat until the test passes; returns (ret, reason, rounds without
     progress)."""
@@ -587,13 +593,17 @@ def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn
             yield point("offline_pages: cond_resched")
             if not k.lru_cache_disable:
                 yield from lru_add_drain_all(m)
-            pfn = scan_movable_pages(m, pfn, end_pfn)
+            pfn = yield from scan_movable_pages(m, pfn, end_pfn)
             if pfn < 0:
                 break
             if (yield from do_migrate_range(m, pfn, end_pfn)):
                 retries += 1
                 if max_retries is not None and retries >= max_retries:
-                    return -EBUSY, RETRY_BOUND, retries
+                    more = 0 if on_bound is None else (yield from on_bound())
+                    if not more:
+                        return -EBUSY, RETRY_BOUND, retries
+                    max_retries += more
+                    on_bound = None
         ret = yield from test_pages_isolated(m, start_pfn, end_pfn, MEMORY_OFFLINE)
         if not ret:
             return 0, "", retries
@@ -601,7 +611,11 @@ def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn
         if k.offline_drain_on_retry and not k.zone_pcp_disable:
             yield from drain_all_pages(m, zone)
         if max_retries is not None and retries >= max_retries:
-            return -EBUSY, RETRY_BOUND, retries
+            more = 0 if on_bound is None else (yield from on_bound())
+            if not more:
+                return -EBUSY, RETRY_BOUND, retries
+            max_retries += more
+            on_bound = None
 
 
 @kernel

@@ -14,10 +14,17 @@ pcplist, including one of the very range being emptied. That is the race of spec
 and nothing here prevents it.
 
 Owners: a task that holds a page registers a :class:`~pagesim.model.mmzone.HeldPage` in
-``m.owners`` (:func:`hold`). Migration re-keys the entry and rewrites ``held.pfn`` in the
-step that drops the source, as the kernel's remove_migration_ptes() points the owner's
-mapping at the new page. Unregistered pages migrate the same way; their holder just
-cannot follow them.
+``m.owners`` (:func:`hold`, in the step that allocated the page, so that no migration
+sees it in use and unregistered). Migration re-keys the entry and rewrites ``held.pfn``
+under ``m.ptl``, as the kernel's remove_migration_ptes() points the owner's mapping at
+the new page under the page table lock, and a holder unmaps and frees its page under
+the same lock (:func:`unmap_and_put`). Unregistered pages migrate the same way; their
+holder just cannot follow them.
+
+Every lockless access to a page's refcount is an op of its own (an atomic, or a
+``touch_range`` footprint for the scans), and the plain flag changes that go with it
+(PG_lru, the free path's clearing) happen in the same step, so partial-order reduction
+orders migration against the tasks that allocate and free.
 """
 
 from __future__ import annotations
@@ -26,10 +33,17 @@ from collections.abc import Generator
 from typing import Any
 
 from pagesim.model.mmzone import MIGRATE_MOVABLE, HeldPage, Machine, PG_lru, Zone, page_zone
-from pagesim.model.page_alloc import BadPage, __free_pages, alloc_pages
+from pagesim.model.page_alloc import BadPage, __free_pages, alloc_pages, free_the_page
 from pagesim.model.page_isolation import EAGAIN, ENOENT, ENOMEM
 from pagesim.runtime.kernelfn import kernel
-from pagesim.runtime.ops import point
+from pagesim.runtime.ops import (
+    ATOMIC_ADD_IDX,
+    READ_ONCE_IDX,
+    point,
+    spin_lock,
+    spin_unlock,
+    touch_range,
+)
 
 Gen = Generator[Any, Any, Any]
 
@@ -50,11 +64,38 @@ def release(m: Machine, held: HeldPage) -> None:
         del m.owners[held.pfn]
 
 
-def scan_movable_pages(m: Machine, start_pfn: int, end_pfn: int) -> int:
+@kernel
+def unmap_and_put(m: Machine, held: HeldPage) -> Gen:
+    """A task unmaps its block (zap_pte_range under the page table lock, which reads the
+    page the mapping points to *now*) and drops its reference. The reference goes in
+    the same critical section: migration decides by the page's references whether it
+    is mapped (the kernel's expected count in folio_migrate_mapping), so a page that is
+    unmapped but still referenced would look mapped by nobody it can follow."""
+    yield spin_lock(m.ptl)
+    pfn = held.pfn
+    release(m, held)
+    ref = yield ATOMIC_ADD_IDX(m.refcount, pfn, -1, "refcount")
+    if not ref:
+        # the last reference takes the page off the LRU at once (__folio_put): a scan
+        # must never find a page on the LRU that nobody holds, or it would retry it
+        # for as long as the freer is preempted
+        m.flags[pfn] &= ~PG_lru
+    yield spin_unlock(m.ptl)
+    if ref < 0:
+        raise BadPage(f"pfn {pfn:#x}: {held.name} unmaps a page with refcount 0")
+    if not ref:
+        yield from free_the_page(m, pfn, held.order)
+
+
+@kernel
+def scan_movable_pages(m: Machine, start_pfn: int, end_pfn: int) -> Gen:
     """The first pfn of ``[start_pfn, end_pfn)`` with a movable page in use, or -ENOENT
     ([K510] mm/memory_hotplug.c :1235-1272: PageLRU or __PageMovable; hugetlb pages and
     driver-offlined pages, which can make the kernel's scan return -EBUSY, do not exist
-    in the model). The flags are read without a lock, as the kernel does."""
+    in the model). The flags are read without a lock, as the kernel does; the whole scan
+    is one step, whose footprint is the range's refcounts (every change of PG_lru
+    happens in a step that changes the page's refcount)."""
+    yield touch_range(m.refcount, start_pfn, end_pfn, "refcount")
     flags = m.flags
     for pfn in range(start_pfn, end_pfn):
         if flags[pfn] & PG_lru:
@@ -78,11 +119,12 @@ def do_migrate_range(m: Machine, start_pfn: int, end_pfn: int) -> Gen:
     mm/memory_hotplug.c :1275-1366; 6.19 returns nothing and offline_pages ignores the
     value in every generation).
 
-    The isolation of all pages (a reference taken unless the page is already free,
-    PG_lru cleared) is one step here where the kernel takes the LRU lock page by page;
-    each page's migration then has its own scheduling points.
+    The isolation of all pages (get_page_unless_zero, then PG_lru cleared) is one step
+    here where the kernel takes the LRU lock page by page; each page's migration then
+    has its own scheduling points.
     """
     source: list[tuple[int, int]] = []
+    yield touch_range(m.refcount, start_pfn, end_pfn, "refcount", write=True)
     flags = m.flags
     refcount = m.refcount
     for pfn in range(start_pfn, end_pfn):
@@ -111,16 +153,20 @@ def do_migrate_range(m: Machine, start_pfn: int, end_pfn: int) -> Gen:
 
 @kernel
 def unmap_and_move(m: Machine, pfn: int, order: int) -> Gen:
-    """Migrate one isolated block; 0, -ENOMEM (no target) or -EAGAIN (unexpected extra
-    references) ([K510] mm/migrate.c unmap_and_move / __unmap_and_move, one attempt where
-    migrate_pages() retries -EAGAIN up to ten times).
+    """Migrate one isolated block; 0, -ENOMEM (no target) or -EAGAIN (references the
+    model cannot move) ([K510] mm/migrate.c unmap_and_move / __unmap_and_move, one
+    attempt where migrate_pages() retries -EAGAIN up to ten times).
 
     If the owner freed the page meanwhile, only the isolation's reference is left:
     dropping it frees the page and there is nothing to move, before or after the target
     was allocated (the kernel finds this by the page count, or by its refcount freeze
-    failing).
+    failing). The move itself happens under the page table lock (:func:`map_page`,
+    :func:`unmap_and_put`): the owner's mapping and its reference pass to the target in
+    one critical section, so an owner unmapping concurrently frees either the source
+    (before) or the target (after), never both or neither. A page with more references
+    than its one mapping is not moved: -EAGAIN, and it is put back.
     """
-    if m.refcount[pfn] == 1:
+    if (yield READ_ONCE_IDX(m.refcount, pfn, "refcount")) == 1:
         yield from __free_pages(m, pfn, order)
         return 0
     zone = page_zone(m, pfn)
@@ -128,20 +174,27 @@ def unmap_and_move(m: Machine, pfn: int, order: int) -> Gen:
     if new < 0:
         return -ENOMEM
     yield point("migrate: between allocating the target and copying")
-    owners_refs = m.refcount[pfn] - 1
-    if owners_refs != 1:
-        # the owner is gone (0), or more holders than the model's one mapping (> 1)
+    yield spin_lock(m.ptl)
+    refs = yield READ_ONCE_IDX(m.refcount, pfn, "refcount")
+    held = m.owners.get(pfn)
+    if refs == 1:
+        # the owner unmapped and dropped it meanwhile: ours is the last reference
+        yield spin_unlock(m.ptl)
         yield from __free_pages(m, new, order)
-        if owners_refs == 0:
-            yield from __free_pages(m, pfn, order)
-            return 0
+        yield from __free_pages(m, pfn, order)
+        return 0
+    if refs != 2:
+        # more references than the one mapping the model moves
+        yield spin_unlock(m.ptl)
+        yield from __free_pages(m, new, order)
         return -EAGAIN
-    held = m.owners.pop(pfn, None)
     if held is not None:
+        del m.owners[pfn]
         held.pfn = new
         m.owners[new] = held
-    m.refcount[pfn] = 1  # the owner's reference moved to the target
-    yield from __free_pages(m, pfn, order)
+    yield ATOMIC_ADD_IDX(m.refcount, pfn, -1, "refcount")  # the mapping's reference
+    yield spin_unlock(m.ptl)
+    yield from __free_pages(m, pfn, order)  # the isolation's reference: frees the source
     return 0
 
 
@@ -150,5 +203,6 @@ def putback_lru_page(m: Machine, pfn: int, order: int) -> Gen:
     """A page that could not be migrated goes back on the LRU and loses the isolation's
     reference; if its owner freed it meanwhile, that frees it ([K510] mm/migrate.c
     putback_movable_pages)."""
+    yield touch_range(m.refcount, pfn, pfn + 1, "refcount", write=True)
     m.flags[pfn] |= PG_lru
     yield from __free_pages(m, pfn, order)

@@ -282,7 +282,7 @@ class Machine:
         self.min_free_kbytes = 0
         self.watermark_scale_factor = 10
         #: trace sink: called as tracer(event, fields) when not None; the CPU is the
-        #: runtime's current one
+        #: runtime's current one (pagesim.trace.Tracer collects and timestamps them)
         self.tracer: Tracer | None = None
         #: pass-through values for /proc output that the model does not compute
         self.extra: dict[str, object] = {}
@@ -290,6 +290,10 @@ class Machine:
         #: pagesim.model.migrate) moves an entry to the new page, as the kernel moves
         #: the owner's mapping, so a holder finds its page after offline or compaction
         self.owners: dict[int, HeldPage] = {}
+        #: the page table lock of the address space the scenarios' tasks share: it
+        #: orders a task mapping or unmapping a page against migration moving its
+        #: mapping (remove_migration_ptes), as the kernel's PTE lock does
+        self.ptl = SpinLock("ptl")
         #: memory blocks and mem_hotplug_lock (pagesim.model.memory_hotplug); created
         #: on first use
         self.hotplug: MemoryHotplug | None = None

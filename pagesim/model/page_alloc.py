@@ -70,6 +70,7 @@ from pagesim.model.mmzone import (
 )
 from pagesim.runtime.kernelfn import inline, kernel
 from pagesim.runtime.ops import (
+    ATOMIC_ADD_IDX,
     READ_ONCE,
     READ_ONCE_IDX,
     WRITE_ONCE,
@@ -744,12 +745,24 @@ def _free_unref_page_locked(m: Machine, pfn: int) -> Gen:
 
 @kernel
 def __free_pages(m: Machine, pfn: int, order: int) -> Gen:
-    """Drop a reference; free the block when it was the last ([K510] :5005-5020)."""
-    if m.refcount[pfn] <= 0:
-        raise BadPage(f"pfn {pfn:#x}: put_page on a page with refcount {m.refcount[pfn]}")
-    m.refcount[pfn] -= 1
-    if m.refcount[pfn]:
+    """Drop a reference; free the block when it was the last ([K510] :5005-5020).
+
+    The decrement is an atomic op of its own (put_page_testzero): migration takes and
+    tests references from another CPU, and the free that follows a drop to zero starts
+    in the same step (free_pages_prepare clears the flags a concurrent scan reads)."""
+    ref = yield ATOMIC_ADD_IDX(m.refcount, pfn, -1, "refcount")
+    if ref < 0:
+        m.refcount[pfn] = 0
+        raise BadPage(f"pfn {pfn:#x}: put_page on a page with refcount 0")
+    if ref:
         return
+    yield from free_the_page(m, pfn, order)
+
+
+@kernel
+def free_the_page(m: Machine, pfn: int, order: int) -> Gen:
+    """Free a block whose last reference is gone: the pcplists for pcp orders, else
+    the buddy ([K510] mm/page_alloc.c free_the_page)."""
     if pcp_allowed(m, order):
         yield from free_unref_page(m, pfn, order)
     else:
@@ -788,7 +801,7 @@ def __rmqueue_smallest(m: Machine, zone: Zone, order: int, mt: int) -> int:
         m.flags[pfn] |= PG_transit
         m.private[pfn] = order
         set_pcppage_migratetype(m, pfn, mt)
-        if m.kernel.no_pcp_migratetype_cache and m.tracer is not None:
+        if m.tracer is not None and m.kernel.no_pcp_migratetype_cache:
             _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
                    percpu_refill=int(pcp_allowed(m, order) and mt < MIGRATE_PCPTYPES))
         return pfn
@@ -1020,7 +1033,8 @@ def __rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> 
                     continue  # blocks moved to mt's lists: take from there
                 pfn = stolen
         break
-    if not m.kernel.no_pcp_migratetype_cache and pfn >= 0 and m.tracer is not None:
+    if m.tracer is not None and not m.kernel.no_pcp_migratetype_cache and (
+            pfn >= 0 or not m.kernel.trace_zone_locked_found_only):
         _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
                percpu_refill=int(order == 0))
     return pfn
@@ -1116,6 +1130,9 @@ def rmqueue_buddy(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int)
     pfn = -1
     if order > 0 and alloc_flags & ALLOC_HARDER:
         pfn = __rmqueue_smallest(m, zone, order, MIGRATE_HIGHATOMIC)
+        if pfn >= 0 and m.tracer is not None and not m.kernel.no_pcp_migratetype_cache:
+            _trace(m, "mm_page_alloc_zone_locked", pfn=pfn, order=order, migratetype=mt,
+                   percpu_refill=int(order == 0))
     if pfn < 0:
         pfn = yield from __rmqueue(m, zone, order, mt, alloc_flags)
     yield spin_unlock(zone.lock)
@@ -1138,10 +1155,9 @@ def rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> Ge
 
 
 def prep_new_page(m: Machine, pfn: int, order: int, mt: int) -> None:
-    """The allocated block: refcount 1 on its head, the order remembered as compound
-    pages do, and movable allocations marked migratable (a model assumption: a page
-    allocated MOVABLE is on the LRU or __PageMovable)."""
-    m.refcount[pfn] = 1
+    """The allocated block (its caller has set the refcount to 1): the order
+    remembered as compound pages do, and movable allocations marked migratable (a model
+    assumption: a page allocated MOVABLE is on the LRU or __PageMovable)."""
     m.private[pfn] = order
     m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | (PG_lru if mt == MIGRATE_MOVABLE else 0)
 
@@ -1186,6 +1202,10 @@ def get_page_from_freelist(m: Machine, order: int, mt: int, highest_zoneidx: int
                 continue
         pfn = yield from rmqueue(m, zone, order, mt, alloc_flags)
         if pfn >= 0:
+            # set_page_refcounted(): the step from which lockless readers of the
+            # refcount (migration's scan, get_page_unless_zero) see the page in use;
+            # the flags prep_new_page() sets change in the same step
+            yield WRITE_ONCE_IDX(m.refcount, pfn, 1, "refcount")
             prep_new_page(m, pfn, order, mt)
             return pfn
     return -1
@@ -1207,8 +1227,7 @@ def alloc_pages(m: Machine, order: int, mt: int = MIGRATE_MOVABLE,
         pfn = yield from get_page_from_freelist(m, order, mt, highest_zoneidx,
                                                 alloc_flags | ALLOC_WMARK_MIN)
     if m.tracer is not None:
-        _trace(m, "mm_page_alloc", pfn=pfn if pfn >= 0 else 0, order=order, migratetype=mt,
-               failed=int(pfn < 0))
+        _trace(m, "mm_page_alloc", pfn=pfn, order=order, migratetype=mt)  # -1: NULL
     return pfn
 
 

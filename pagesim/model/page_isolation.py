@@ -81,6 +81,7 @@ from pagesim.runtime.ops import (
     local_irq_save,
     spin_lock,
     spin_unlock,
+    touch_range,
 )
 
 Gen = Generator[Any, Any, Any]
@@ -301,6 +302,10 @@ def set_migratetype_isolate(m: Machine, pfn: int, migratetype: int, isol_flags: 
         yield spin_unlock(zone.lock)
         yield local_irq_restore()
         return -EBUSY
+    # has_unmovable_pages reads the block's refcounts without a lock (zone->lock does
+    # not protect them): one step with their footprint
+    first = pfn & ~(m.geom.pageblock_nr_pages - 1)
+    yield touch_range(m.refcount, first, first + m.geom.pageblock_nr_pages, "refcount")
     unmovable = has_unmovable_pages(m, zone, pfn, migratetype, isol_flags)
     if unmovable >= 0:
         yield spin_unlock(zone.lock)
