@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Benchmark of the simulator: the demo's offline of a 128 MiB block under load on a
+16 GiB, 8-CPU machine, in one run.
+
+Printed, each beside a baseline measured in the same process so that the ratios hold on
+a busy or slower machine:
+
+* page operations per second of that run (the workload's allocations and frees; the
+  runtime steps of the offline and of the preempted operations are not counted), over
+  the whole run and over its invariant-free part, against the floor of plain Python
+  (a bare ``list.append``/``list.pop`` pair, as in ``bench_model.py``);
+* the same for the load alone (the same mixes with no event and nothing preempted):
+  what the whole-operation path sustains;
+* peak memory: the process's peak RSS, and its growth over the machine and the run;
+* tracing: the same run with a tracer collecting every kmem event, against the run
+  without (the ratio of CPU seconds), and the seconds to write trace.txt and trace.json.
+
+CPU seconds (``time.process_time``) are the measure, because other processes share the
+box; wall seconds are printed too. Usage:
+``python bench/bench_sim.py [--kernel v5.11] [--seed 1] [--no-trace]``.
+Targets (issue 5): the run in well under a minute; >= 300,000 page operations per second
+with tracing off; tracing at most 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pagesim.model.presets import preset_machine
+from pagesim.sim.demo import DEMO_PRESET, demo_workload
+from pagesim.sim.runner import SimResult, Simulation
+
+
+def floor_pair_seconds(n: int = 1_000_000) -> float:
+    """CPU seconds of one bare list push+pop (best of three)."""
+    best = float("inf")
+    for _ in range(3):
+        lst: list[int] = []
+        push, pop = lst.append, lst.pop
+        t0 = time.process_time()
+        for i in range(n):
+            push(i)
+            pop()
+        best = min(best, (time.process_time() - t0) / n)
+    return best
+
+
+class _Timed(Simulation):
+    """Keeps the CPU seconds spent in invariant checks apart."""
+
+    check_seconds = 0.0
+
+    def _check(self) -> None:
+        t0 = time.process_time()
+        super()._check()
+        self.check_seconds += time.process_time() - t0
+
+
+def run_once(kernel: str, seed: int, *, tracer: Any = None, load_only: bool = False,
+             ) -> tuple[SimResult, float, float, float]:
+    """(result, CPU seconds, wall seconds, CPU seconds in invariant checks)."""
+    w = demo_workload()
+    if load_only:
+        w = dataclasses.replace(w, events=[], mixes=[
+            dataclasses.replace(mix, preempt=0.0) for mix in w.mixes])
+    m = preset_machine(DEMO_PRESET, kernel)
+    gc.collect()
+    sim = _Timed(m, w, seed, tracer=tracer)
+    c0, w0 = time.process_time(), time.perf_counter()
+    r = sim.run()
+    return r, time.process_time() - c0, time.perf_counter() - w0, sim.check_seconds
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kernel", default="v5.11")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-trace", action="store_true", help="skip the traced run")
+    args = ap.parse_args(argv)
+
+    floor = floor_pair_seconds()
+    rss0 = _rss_mib()
+    m = preset_machine(DEMO_PRESET, args.kernel)
+    rss_machine = _rss_mib()
+    del m
+    r, cpu, wall, checks = run_once(args.kernel, args.seed)
+    rss_run = _rss_mib()
+    if r.violation is not None:
+        print(f"violation: {r.violation}", file=sys.stderr)
+        return 1
+    ops = r.counters.page_ops
+    rate = ops / cpu
+    rate_nc = ops / max(cpu - checks, 1e-9)
+    (ev,) = r.events
+    lr, lcpu, _, lchecks = run_once(args.kernel, args.seed, load_only=True)
+    lrate = lr.counters.page_ops / max(lcpu - lchecks, 1e-9)
+
+    print(f"pagesim simulator benchmark: {DEMO_PRESET}, {args.kernel}, seed {args.seed} "
+          f"(Python {sys.version.split()[0]})")
+    print(f"floor: bare list push+pop                {floor * 1e9:10.0f} ns")
+    print(f"offline of block {ev.block}: ret {ev.ret}, {ev.retries} retries, "
+          f"{ev.duration:,} steps; {r.steps:,} steps, {r.counters.runtime_steps:,} of them "
+          "runtime steps")
+    print(f"run: {wall:.1f} s wall, {cpu:.1f} s CPU ({checks:.1f} s in "
+          f"{r.counters.invariant_checks} invariant checks)")
+    print(f"page operations                          {ops:10,}")
+    print(f"  per CPU second, whole run              {rate:10,.0f}  "
+          f"({1 / rate / floor:5.1f}x the floor per operation)")
+    print(f"  per CPU second, without the checks     {rate_nc:10,.0f}  "
+          f"({1 / rate_nc / floor:5.1f}x)")
+    print(f"  the load alone (no offline, no preemption) {lrate:7,.0f}  "
+          f"({1 / lrate / floor:5.1f}x)")
+    print(f"peak RSS {rss_run:,.0f} MiB (machine +{rss_machine - rss0:,.0f} MiB, "
+          f"run +{rss_run - rss_machine:,.0f} MiB)")
+    if not args.no_trace:
+        from pagesim.trace.events import Tracer
+        from pagesim.trace.ftrace import TraceFormat, write_ftrace
+        from pagesim.trace.perfetto import write_perfetto
+        tracer = Tracer()
+        tr, tcpu, twall, tchecks = run_once(args.kernel, args.seed, tracer=tracer)
+        same = tr.counters == r.counters
+        events = tracer.events
+        kern = preset_machine("1g-1cpu", args.kernel).kernel
+        with tempfile.TemporaryDirectory() as d:
+            t0 = time.process_time()
+            write_ftrace(Path(d) / "trace.txt", events, TraceFormat.of(kern), 8)
+            write_perfetto(Path(d) / "trace.json", events, tracer.spans, nr_cpus=8)
+            wsec = time.process_time() - t0
+            size = sum(p.stat().st_size for p in Path(d).iterdir())
+        ratio = (tcpu - tchecks) / max(cpu - checks, 1e-9)
+        print(f"tracing on: {len(events):,} events, {tcpu:.1f} s CPU ({twall:.1f} s wall); "
+              f"same counts as off: {same}")
+        print(f"  slowdown of the run, on / off          {ratio:10.2f}x")
+        print(f"  writing trace.txt + trace.json         {wsec:10.1f} s CPU, "
+              f"{size / 2**20:,.0f} MiB")
+        print(f"  peak RSS {_rss_mib():,.0f} MiB")
+    print("targets: well under a minute; >= 300,000 page operations/s; tracing <= 2x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The results file of a simulation: one JSON object, written whole or not at all.
+
+Format ``pagesim-sim-results``, version 1::
+
+    {"format": "pagesim-sim-results", "version": 1,
+     "seed": 1, "kernel": "v5.11", "nr_cpus": 8,
+     "machine": {"source": "preset 16g-8cpu", "zones": [{"name", "start_pfn",
+                 "spanned", "present", "managed"}...]},
+     "workload": {... the workload, as its TOML would say it ...},
+     "steps": 412345, "finished": true,
+     "summary": {"page_ops", "allocs", "alloc_pages", "failed_allocs", "frees",
+                 "free_pages", "batched_frees", "stepped_ops", "runtime_steps",
+                 "drains", "remote_drains", "migrations", "isolated_allocs",
+                 "invariant_checks_passed", "pcp_pages_mean", "pcp_pages_max",
+                 "contig_failures", "offline_retries"},
+     "events": [{"op", "cpu", "at", "started", "ended", "duration_steps", "block",
+                 "start_pfn", "nr_pages", "ret", "reason", "retries", "gave_up"}...],
+     "samples": {"step": [...], "pcp_pages": [[per CPU]...],
+                 "free_blocks": [[per order]...], "nr_free_pages": [...],
+                 "in_use": [...], "drains": [...], "remote_drains": [...],
+                 "migrations": [...], "isolated_on_pcp": [...],
+                 "offline_retries": [...]},
+     "violation": null | {"property", "message", "step", "context"}}
+
+Every sample series has one entry per sampled step. ``isolated_allocs`` counts pages
+handed out by the workload from a pageblock that was isolated at that moment (the
+safety violation of spec §6.1). Nothing in the file depends on the wall clock, so a run
+with the same machine, workload and seed writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pagesim.sim.runner import SimResult
+
+FORMAT = "pagesim-sim-results"
+VERSION = 1
+RESULTS_NAME = "results.json"
+SERIES = ("step", "pcp_pages", "free_blocks", "nr_free_pages", "in_use", "drains",
+          "remote_drains", "migrations", "isolated_on_pcp", "offline_retries")
+
+
+class ResultsError(ValueError):
+    """A results file that is not one, or is damaged."""
+
+
+def summary(r: SimResult) -> dict[str, Any]:
+    """The headline numbers of a run."""
+    c = r.counters
+    pcp = [sum(row) for row in r.samples["pcp_pages"]]
+    offlines = [e for e in r.events if e.op == "offline"]
+    return {
+        "page_ops": c.page_ops, "allocs": c.allocs, "alloc_pages": c.alloc_pages,
+        "failed_allocs": c.failed_allocs, "frees": c.frees, "free_pages": c.free_pages,
+        "batched_frees": c.batched_frees, "stepped_ops": c.stepped_ops,
+        "runtime_steps": c.runtime_steps, "drains": c.drains,
+        "remote_drains": c.remote_drains, "migrations": c.migrations,
+        "isolated_allocs": c.isolated_allocs,
+        "invariant_checks_passed": c.invariant_checks,
+        "pcp_pages_mean": round(sum(pcp) / len(pcp), 1) if pcp else 0,
+        "pcp_pages_max": max(pcp, default=0),
+        "contig_failures": sum(1 for e in r.events
+                               if e.op == "alloc_contig" and (e.ret or 0) < 0),
+        "offline_retries": sum(e.retries for e in offlines),
+    }
+
+
+def to_json(r: SimResult) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "seed": r.seed, "kernel": r.kernel,
+            "nr_cpus": r.nr_cpus, "machine": r.machine, "workload": r.workload,
+            "steps": r.steps, "finished": r.finished, "summary": summary(r),
+            "events": [e.to_dict() for e in r.events],
+            "samples": {k: r.samples[k] for k in SERIES}, "violation": r.violation}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a
+    rename, so that a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for secrets, not results
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(r: SimResult, path: Path) -> None:
+    write_atomic(path, json.dumps(to_json(r), indent=1, sort_keys=True) + "\n")
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results file back (for plots and comparisons), checking its shape."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{p}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ResultsError(f"{p}: not a pagesim results file")
+    if data.get("version") != VERSION:
+        raise ResultsError(f"{p}: unsupported results version {data.get('version')!r}")
+    samples = data.get("samples")
+    if not isinstance(samples, dict) or any(k not in samples for k in SERIES):
+        raise ResultsError(f"{p}: samples: missing series")
+    n = len(samples["step"])
+    for k in SERIES:
+        if len(samples[k]) != n:
+            raise ResultsError(f"{p}: samples.{k}: {len(samples[k])} entries, expected {n}")
+    for key in ("summary", "events", "workload", "machine"):
+        if key not in data:
+            raise ResultsError(f"{p}: {key}: missing")
+    return data
