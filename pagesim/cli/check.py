@@ -22,8 +22,15 @@ from pagesim.explore import STRATEGIES, check, format_trace
 from pagesim.explore.common import VIOLATION, Bounds, Result
 from pagesim.model.kernels import NEWEST
 from pagesim.model.kernels import kernel as kernel_of
-from pagesim.runtime.executor import Execution, Schedule, ScheduleError, StepRecord, replay
-from pagesim.scenarios import get, scenarios
+from pagesim.runtime.executor import (
+    Execution,
+    Replay,
+    Schedule,
+    ScheduleError,
+    StepRecord,
+    replay,
+)
+from pagesim.scenarios import resolve, scenarios
 from pagesim.scenarios.allocator import AllocState
 
 DEFAULT_KERNEL = f"v{NEWEST[0]}.{NEWEST[1]}"
@@ -67,18 +74,22 @@ class _Progress:
             sys.stderr.flush()
 
 
-def counterexample_json(scenario: str, kernel: str, cpus: int, result: Result) -> str:
-    """The schedule file: what to rebuild, and the schedule that fails on it."""
+def counterexample_json(scenario: str, kernel: str, cpus: int, result: Result,
+                        scenario_file: str | None = None) -> str:
+    """The schedule file: what to rebuild (a scenario read from a file is rebuilt from
+    ``scenario_file``, its absolute path), and the schedule that fails on it."""
     assert result.schedule is not None
     return json.dumps({
         "format": COUNTEREXAMPLE_FORMAT, "version": 1, "scenario": scenario,
+        **({"scenario_file": scenario_file} if scenario_file else {}),
         "kernel": kernel, "cpus": cpus, "property": result.property,
         "message": result.message,
         "schedule": [[t, c] for t, c in result.schedule.steps]}, indent=1) + "\n"
 
 
 def load_counterexample(text: str) -> tuple[str, str, int, Schedule]:
-    """(scenario, kernel, cpus, schedule) of a schedule file; bad input raises."""
+    """(scenario, kernel, cpus, schedule) of a schedule file; bad input raises. The
+    scenario is its file's path when it came from one (for ``resolve``)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -90,6 +101,10 @@ def load_counterexample(text: str) -> tuple[str, str, int, Schedule]:
     scenario, kern, cpus = data.get("scenario"), data.get("kernel"), data.get("cpus")
     if not isinstance(scenario, str) or not isinstance(kern, str) or not isinstance(cpus, int):
         raise BadCounterexample("counterexample lacks scenario, kernel or cpus")
+    if "scenario_file" in data:
+        if not isinstance(data["scenario_file"], str):
+            raise BadCounterexample("counterexample's scenario_file is not a path")
+        scenario = data["scenario_file"]
     steps = data.get("schedule")
     if not isinstance(steps, list):
         raise BadCounterexample("counterexample lacks its schedule")
@@ -144,6 +159,34 @@ def _state_summary(state: Any) -> str:
     return f"{counts} free={state.zone.nr_free_pages}"
 
 
+def _fact(value: object) -> str:
+    """A snapshot value as replay prints it: lists of pfns in brackets, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def replay_json(scenario: str, kernel: str, cpus: int, result: Replay) -> str:
+    """A replay as one JSON object: the state before the first step, then every step
+    with its call chain, op, value and the facts it changed ([name, before, after])."""
+    v = result.violation
+    return json.dumps({
+        "scenario": scenario, "kernel": kernel, "cpus": cpus,
+        "initial": result.initial,
+        "steps": [
+            {"step": r.index, "thread": r.tid, "cpu": r.cpu, "op": r.op, "value": r.value,
+             "choice": r.choice, "preemption": r.preemption,
+             "chain": [[fn, line] for fn, line in r.chain],
+             "changes": [[name, before, after] for name, before, after in r.changes]}
+            for r in result.records],
+        "violation": (None if v is None else
+                      {"step": v.step, "property": v.property, "message": v.message,
+                       "thread": v.tid}),
+        "finished": result.finished}, indent=1, default=str)
+
+
 def _step_line(r: StepRecord) -> str:
     value = f" -> {r.value}" if r.value else ""
     mark = "* " if r.preemption else ""
@@ -171,11 +214,13 @@ def add_commands(cli: click.Group) -> None:
 
     @cli.command("check")
     @click.argument("scenario")
-    @click.option("--kernel", "kernel_name", default=DEFAULT_KERNEL, show_default=True,
-                  help="the generation to check, v5.8 ... v6.19")
+    @click.option("--kernel", "kernel_name", default=None,
+                  help="the generation to check, v5.8 ... v6.19 (default: the "
+                  f"scenario file's, else {DEFAULT_KERNEL})")
     @click.option("--cpus", type=int, default=None, help="CPU count (default: the scenario's)")
     @click.option("--strategy", default="dpor", show_default=True,
-                  help=f"one of {', '.join(STRATEGIES)}; dpor is exhaustive")
+                  help=f"one of {', '.join(STRATEGIES)}; dpor and stateful (which "
+                  "also cuts revisited states) are exhaustive")
     @click.option("--seed", type=int, default=None, help="seed of random and pct")
     @click.option("--max-executions", type=int, default=None, help="stop after N executions")
     @click.option("--max-steps", type=int, default=None, help="steps per execution")
@@ -184,10 +229,11 @@ def add_commands(cli: click.Group) -> None:
                   "here (for `pagesim replay`)")
     @click.option("--reproducer", "repro", default=None,
                   help="write a runnable Python reproducer of the counterexample here")
-    def check_cmd(scenario: str, kernel_name: str, cpus: int | None, strategy: str,
+    def check_cmd(scenario: str, kernel_name: str | None, cpus: int | None, strategy: str,
                   seed: int | None, max_executions: int | None, max_steps: int | None,
                   as_json: bool, save: str | None, repro: str | None) -> None:
-        """Explore every interleaving of SCENARIO (or a sample, with random/pct/bounded).
+        """Explore every interleaving of SCENARIO, a built-in name or a scenario file
+        (FILE.toml), or a sample of them with random/pct/bounded.
 
         Exit status: 0 no violation, 1 a violation, 2 bad input."""
         if strategy not in STRATEGIES:
@@ -195,8 +241,8 @@ def add_commands(cli: click.Group) -> None:
         for name, v in (("--max-executions", max_executions), ("--max-steps", max_steps)):
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be at least 1, not {v}")
-        kern = kernel_of(kernel_name).name
-        sc = get(scenario)
+        sc = resolve(scenario)
+        kern = kernel_of(kernel_name or sc.default_kernel or DEFAULT_KERNEL).name
         n = sc.default_cpus if cpus is None else cpus
         prog = sc.program(kern, n)
         progress = _Progress()
@@ -209,10 +255,10 @@ def add_commands(cli: click.Group) -> None:
         found = result.verdict == VIOLATION
         notes: list[str] = []
         if found and save:
-            _write_whole(save, counterexample_json(sc.name, kern, n, result))
+            _write_whole(save, counterexample_json(sc.name, kern, n, result, sc.source))
             notes.append(f"schedule saved to {save} (replay it: pagesim replay {save})")
         if found and repro:
-            _write_whole(repro, reproducer(sc.name, kern, n, result, repro))
+            _write_whole(repro, reproducer(sc.source or sc.name, kern, n, result, repro))
             notes.append(f"reproducer written to {repro} (run it: python {repro})")
         if found and not save:
             notes.append("pass --save FILE to keep the schedule for `pagesim replay`")
@@ -227,6 +273,8 @@ def add_commands(cli: click.Group) -> None:
                 f"verdict:    {result.verdict}",
                 f"complete:   {'yes' if result.complete else 'no'} ({result.strategy})",
                 f"executions: {result.executions} ({result.pruned} pruned)",
+                *([f"states:     {result.distinct_states}"]
+                  if result.distinct_states is not None else []),
                 f"seconds:    {result.seconds:.3f}",
             ]
             if found:
@@ -239,18 +287,23 @@ def add_commands(cli: click.Group) -> None:
 
     @cli.command("replay")
     @click.argument("file", type=click.Path(dir_okay=False))
-    def replay_cmd(file: str) -> None:
-        """Re-run a saved counterexample step by step, with the state after each step.
+    @click.option("--json", "as_json", is_flag=True,
+                  help="print JSON: every step with its state changes")
+    def replay_cmd(file: str, as_json: bool) -> None:
+        """Re-run a saved counterexample step by step, with the state changes of each
+        step.
 
         Exit status: 1 when the violation reproduces, 0 when it does not."""
         scenario, kern, cpus, schedule = load_counterexample(Path(file).read_text())
-        prog = get(scenario).program(kernel_of(kern).name, cpus)
+        prog = resolve(scenario).program(kernel_of(kern).name, cpus)
         lines = [f"replaying {scenario} ({kern}, {cpus} CPUs), {len(schedule)} steps"]
         last = ""
 
         def on_step(r: StepRecord, state: Any) -> None:
             nonlocal last
             lines.append(_step_line(r))
+            lines.extend(f"       {name}: {_fact(before)} -> {_fact(after)}"
+                         for name, before, after in r.changes)
             now = _state_summary(state)
             if now and now != last:
                 lines.append(f"       state: {now}")
@@ -260,6 +313,9 @@ def add_commands(cli: click.Group) -> None:
             result = replay(prog, schedule, on_step=on_step)
         except ScheduleError as e:
             raise BadCounterexample(f"{file}: does not fit {scenario}: {e}") from None
+        if as_json:
+            click.echo(replay_json(scenario, kern, cpus, result))
+            sys.exit(0 if result.violation is None else 1)
         if result.violation is None:
             lines.append("no violation: the schedule does not reproduce one")
             click.echo("\n".join(lines))

@@ -6,6 +6,9 @@ A scenario is a recipe, not a program: ``build(kernel, cpus)`` returns a fresh
 the command line (and a reproducer script) can rebuild exactly the program a
 counterexample was found on from three values: its name, the kernel and the CPU count.
 
+Scenario files (TOML, :mod:`pagesim.scenarios.spec`) are read by :func:`resolve`, which
+takes a name or a path wherever a scenario is asked for.
+
 Built in: the allocator scenarios of :mod:`pagesim.scenarios.allocator`, and the toys of
 :mod:`pagesim.explore.toys` (whose answers are known, some of them violations, so the
 command line can show a counterexample without an allocator bug).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pagesim.runtime.executor import Program
 
@@ -41,6 +45,10 @@ class Scenario:
     min_cpus: int = 2
     max_cpus: int = 2
     default_cpus: int = 2
+    #: the kernel a run uses when none is given (scenario files may name one)
+    default_kernel: str | None = None
+    #: the absolute path of the scenario file it was read from (None: built in)
+    source: str | None = None
 
     def program(self, kernel: str, cpus: int | None = None) -> Program:
         """Build the program for ``kernel`` and ``cpus`` (default: ``default_cpus``)."""
@@ -78,9 +86,24 @@ def get(name: str) -> Scenario:
         raise ScenarioError(f"unknown scenario {name!r} (see `pagesim scenarios`)") from None
 
 
+def is_file(ref: str) -> bool:
+    """Whether a scenario argument names a file: it ends in ``.toml`` or exists."""
+    return ref.endswith(".toml") or Path(ref).exists()
+
+
+def resolve(ref: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path (:func:`is_file`); a
+    bad file raises :class:`ScenarioError` (``FILE: key: problem``), a missing one
+    ``FileNotFoundError``."""
+    if is_file(ref):
+        from pagesim.scenarios.spec import load_scenario
+        return load_scenario(ref).scenario()
+    return get(ref)
+
+
 def program(name: str, kernel: str, cpus: int | None = None) -> Program:
-    """Shorthand: ``get(name).program(kernel, cpus)`` (what reproducers call)."""
-    return get(name).program(kernel, cpus)
+    """Shorthand: ``resolve(name).program(kernel, cpus)`` (what reproducers call)."""
+    return resolve(name).program(kernel, cpus)
 
 
 _loaded = False
@@ -92,4 +115,4 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from pagesim.scenarios import allocator, toys  # noqa: F401
+        from pagesim.scenarios import allocator, isolation, offline, toys  # noqa: F401

@@ -40,6 +40,7 @@ from pagesim.model.kernels import kernel as kernel_of
 from pagesim.model.mmzone import MIGRATE_MOVABLE, Machine, Zone
 from pagesim.model.page_alloc import __free_pages, alloc_pages, drain_all_pages, drain_pages
 from pagesim.model.pageset import set_pcp_limits
+from pagesim.model.snapshot import machine_snapshot
 from pagesim.runtime.executor import Program
 from pagesim.runtime.ops import WRITE_ONCE_IDX
 from pagesim.runtime.sequential import call
@@ -141,16 +142,25 @@ def alloc_then_free(s: AllocState, cpu: int, pages: int) -> Gen:
         yield from _free(s, cpu, pfn)
 
 
-def pcp_alloc_free(kernel: str, cpus: int, pages: int = 1) -> Program:
-    """Every CPU allocates ``pages`` order-0 pages and frees them."""
+def state_snapshot(s: AllocState) -> dict[str, object]:
+    """What ``pagesim replay`` shows changing at each step: the machine's facts."""
+    return machine_snapshot(s.m)
+
+
+def pcp_alloc_free(kernel: str, cpus: int, pages: int = 1, *,
+                   migration: bool = False) -> Program:
+    """Every CPU allocates ``pages`` order-0 pages and frees them (``migration``: the
+    tasks may change CPUs wherever they are preemptible)."""
 
     def setup() -> tuple[AllocState, dict[int, Any]]:
         s = tiny_machine(kernel, cpus)
         return s, {c: alloc_then_free(s, c, pages) for c in range(cpus)}
 
-    return Program(f"pcp-alloc-free({kernel}, {cpus} cpus)", setup,
+    name = f"pcp-alloc-free({kernel}, {cpus} cpus{', migration' if migration else ''})"
+    return Program(name, setup,
                    checks=[invariants_when_quiet], final_checks=[all_free_after_drain],
-                   observes=observed, max_steps=2000)
+                   observes=observed, max_steps=2000, migration=migration,
+                   snapshot=state_snapshot)
 
 
 def drain_zone(s: AllocState) -> Gen:
@@ -165,7 +175,8 @@ def free_held(s: AllocState, cpu: int, pfns: list[int]) -> Gen:
         yield from _free(s, cpu, pfn)
 
 
-def pcp_drain_vs_free(kernel: str, cpus: int, pages: int = 2) -> Program:
+def pcp_drain_vs_free(kernel: str, cpus: int, pages: int = 2, *,
+                      migration: bool = False) -> Program:
     """CPU0 drains the zone's pcplists on every CPU while CPU1 frees ``pages`` pages it
     allocated beforehand (so its pcplist already holds the rest of the refill)."""
 
@@ -174,9 +185,11 @@ def pcp_drain_vs_free(kernel: str, cpus: int, pages: int = 2) -> Program:
         pfns = [call(1, alloc_pages, s.m, 0, MIGRATE_MOVABLE, 2, 0) for _ in range(pages)]
         return s, {0: drain_zone(s), 1: free_held(s, 1, pfns)}
 
-    return Program(f"pcp-drain-vs-free({kernel})", setup,
+    name = f"pcp-drain-vs-free({kernel}{', migration' if migration else ''})"
+    return Program(name, setup,
                    checks=[invariants_when_quiet], final_checks=[all_free_after_drain],
-                   observes=observed, max_steps=2000)
+                   observes=observed, max_steps=2000, migration=migration,
+                   snapshot=state_snapshot)
 
 
 register(Scenario(
