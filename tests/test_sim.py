@@ -261,7 +261,9 @@ def test_cli_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     data = load_results(out / RESULTS_NAME)
     assert data["seed"] == 3 and data["kernel"] == "v5.11"
     assert data["events"][0]["ret"] == 0
-    assert sorted(p.name for p in out.iterdir()) == [RESULTS_NAME]
+    from pagesim.sim.plots import PLOTS
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [RESULTS_NAME, *(f"{n}.{f}" for n in PLOTS for f in ("png", "svg"))])
 
 
 def test_cli_several_kernels_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,11 +16,23 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from pagesim.cli import compare as compare_cli
+from pagesim.cli import plot as plot_cli
 from pagesim.cli.check import add_commands
+from pagesim.cli.simulate import simulate
+from pagesim.cli.trace import replay_trace
 from pagesim.model.build import LayoutError
 from pagesim.model.geometry import GeometryError
 from pagesim.model.invariants import InvariantViolation, check_invariants
-from pagesim.model.kernels import CHANGES, NEWEST, OLDEST, Kernel, UnknownKernelError, kernel
+from pagesim.model.kernels import (
+    CHANGES,
+    NEWEST,
+    OLDEST,
+    VARIANTS,
+    Kernel,
+    UnknownKernelError,
+    kernel,
+)
 from pagesim.model.mmzone import Machine
 from pagesim.model.pageset import zone_pcp_update
 from pagesim.model.presets import PresetError, preset_machine
@@ -180,7 +192,11 @@ def kernels(as_json: bool) -> None:
             "oldest": f"v{OLDEST[0]}.{OLDEST[1]}", "newest": f"v{NEWEST[0]}.{NEWEST[1]}",
             "changes": [{"feature": c.name, "since": f"v{c.since[0]}.{c.since[1]}",
                          "commit": c.commit, "summary": c.summary, "dated": c.dated}
-                        for c in sorted(CHANGES, key=lambda c: c.since)]}, indent=2))
+                        for c in sorted(CHANGES, key=lambda c: c.since)],
+            "variants": [{"name": name, "base": base, "description": desc,
+                          "features": dict(over)}
+                         for name, (base, over, desc) in sorted(VARIANTS.items())]},
+            indent=2))
         return
     lines = [f"pagesim models every release from v{OLDEST[0]}.{OLDEST[1]} to "
              f"v{NEWEST[0]}.{NEWEST[1]}; pass one with --kernel. What changes, and when:",
@@ -190,6 +206,12 @@ def kernels(as_json: bool) -> None:
         lines.append(f"  v{c.since[0]}.{c.since[1]:<3} {c.name}{mark}")
         lines.append(f"         {c.summary}")
         lines.append(f"         [{c.commit}]")
+    lines += ["", "Hypothetical variants (one ingredient of a fix changed; pass the name "
+              "with --kernel):", ""]
+    for name, (base, over, desc) in sorted(VARIANTS.items()):
+        what = ", ".join(f"{f}={'on' if v else 'off'}" for f, v in over)
+        lines.append(f"  {name:<18} {base} with {what}")
+        lines.append(f"  {'':<18} {desc}")
     click.echo("\n".join(lines))
 
 
@@ -210,6 +232,10 @@ def demo(kernel_names: str) -> None:
 
 
 add_commands(cli)
+cli.add_command(replay_trace)
+compare_cli.add_commands(cli)
+cli.add_command(simulate)
+cli.add_command(plot_cli.plot)
 
 
 def main(argv: list[str] | None = None) -> None:

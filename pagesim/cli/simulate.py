@@ -6,7 +6,8 @@ preset, an offline of a 128 MiB block under load, on v5.8, v5.10, v5.11 and v6.1
 prints one summary table with a column per generation. ``--out DIR`` receives what the
 run produces: ``results.json`` (per generation ``DIR/<kernel>/results.json`` when there
 are several) and, with ``--trace``, ``trace.txt`` (ftrace) and ``trace.json`` (Perfetto)
-beside it. Files are written whole or not at all.
+beside it, and the plots of :mod:`pagesim.sim.plots` when matplotlib is installed. Files
+are written whole or not at all.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pagesim.model.kernels import Kernel
 from pagesim.model.kernels import kernel as kernel_of
 from pagesim.model.mmzone import Machine
 from pagesim.sim.demo import DEMO_KERNELS, DEMO_PRESET, DEMO_SEED, demo_workload
+from pagesim.sim.plots import INSTALL_HINT, plots_available, write_plots
 from pagesim.sim.results import RESULTS_NAME, summary, to_json, write_results
 from pagesim.sim.runner import SimResult, Simulation
 from pagesim.sim.workload import Workload, WorkloadError, load_workload
@@ -99,11 +101,18 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
     results = _run_all(sims)
     out = Path(out_dir) if out_dir else None
     if out is not None:
+        can_plot = plots_available()
         for r, sim in zip(results, sims, strict=True):
             where = out if len(results) == 1 else out / r.kernel
             write_results(r, where / RESULTS_NAME)
             if r.tracer is not None:
                 _write_traces(r, sim.m, where)
+            if can_plot:
+                for note in write_plots(to_json(r), where).skipped:
+                    click.echo(f"pagesim: plot: skipped {note}", err=True)
+        if not can_plot:
+            click.echo(f"pagesim: plots skipped: matplotlib is not installed ({INSTALL_HINT})",
+                       err=True)
     if as_json:
         docs = [to_json(r) for r in results]
         click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
