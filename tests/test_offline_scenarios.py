@@ -117,3 +117,22 @@ def test_batched_free_is_verified_after_the_fix() -> None:
 def test_offline_program_rejects_a_single_cpu() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         check(offline_program("v5.11", 1))
+
+
+def test_contiguous_allocation_owns_its_range_or_fails_cleanly() -> None:
+    """§6.6: alloc_contig_range keeps the racy single drain; every race must surface
+    as -EBUSY, never as a success that shares a page with a worker."""
+    r = check(program("contig-vs-alloc-free", "v5.8", 2), "stateful")
+    assert r.verdict == "verified", r.message
+
+
+def test_two_isolation_users_never_both_win() -> None:
+    r = check(program("two-isolation-users", "v5.11", 2), "stateful")
+    assert r.verdict == "verified", r.message
+    assert r.executions >= 2  # both orders of the two isolations were explored
+
+
+def test_offline_online_cycle_hangs_on_v58_only_at_its_first_offline() -> None:
+    r = check(program("offline-online-cycle", "v5.8", 2), "stateful", minimize=False)
+    assert r.verdict == "violation"
+    assert "offline #1" in (r.message or "")
