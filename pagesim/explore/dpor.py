@@ -162,19 +162,26 @@ def _take_with_sleep(ex: Execution, node: _Node) -> set[str]:
     return {q for q, qfp in pending.items() if not dependent(fp, qfp)}
 
 
-def _backtrack(stack: list[_Node]) -> bool:
-    """Move to the next branch: the next choice value, else the next backtrack thread of
-    the deepest node that has one. False when the tree is exhausted."""
-    while stack:
-        node = stack[-1]
-        if node.next_choice():
+def _advance(node: _Node) -> bool:
+    """Move ``node`` to its next branch: the next choice value, else the next backtrack
+    thread not yet done nor asleep. False when the node is exhausted."""
+    if node.next_choice():
+        return True
+    node.done.add(node.tid)
+    for t in node.enabled:
+        if t in node.backtrack and t not in node.done and t not in node.sleep:
+            node.tid = t
+            node.reset_choice()
             return True
-        node.done.add(node.tid)
-        for t in node.enabled:
-            if t in node.backtrack and t not in node.done and t not in node.sleep:
-                node.tid = t
-                node.reset_choice()
-                return True
+    return False
+
+
+def _backtrack(stack: list[_Node]) -> bool:
+    """Move to the next branch of the deepest node that has one. False when the tree is
+    exhausted."""
+    while stack:
+        if _advance(stack[-1]):
+            return True
         stack.pop()
     return False
 

@@ -84,7 +84,7 @@ import sys
 from typing import Any
 
 from pagesim.explore.common import Bounds, Budget, Found, Outcome
-from pagesim.explore.dpor import _analyse, _Node, _take_with_sleep
+from pagesim.explore.dpor import _advance, _analyse, _Node, _take_with_sleep
 from pagesim.runtime.executor import (
     WRITE_KINDS,
     Execution,
@@ -281,14 +281,8 @@ def _backtrack(stack: list[_SNode], table: dict[bytes, _Entry],
     with its summary and merged into its parent."""
     while stack:
         node = stack[-1]
-        if node.next_choice():
+        if _advance(node):
             return True
-        node.done.add(node.tid)
-        for t in node.enabled:
-            if t in node.backtrack and t not in node.done and t not in node.sleep:
-                node.tid = t
-                node.reset_choice()
-                return True
         stack.pop()
         if node.fp is not None:
             where = on_stack[node.fp]

@@ -37,6 +37,7 @@ from pagesim.model.memory_hotplug import (
     online_memory_block,
 )
 from pagesim.model.mmzone import MIGRATE_MOVABLE
+from pagesim.model.page_isolation import EBUSY
 from pagesim.runtime.executor import Program
 from pagesim.runtime.ops import spin_lock, spin_unlock
 from pagesim.runtime.sequential import call
@@ -54,7 +55,6 @@ Gen = Generator[Any, Any, Any]
 
 #: the workers' moves in these scenarios (fewer than offline's: CPU0 does more)
 OPS = 2
-EBUSY = 16
 
 
 @dataclass
@@ -63,7 +63,6 @@ class Outcome:
     offline: int | None = None
     #: what the exclusivity check saw when alloc_contig_range returned 0
     clash: str | None = None
-    offlines: tuple[int, ...] = ()
 
 
 def _contig(s: OfflineState, out: Outcome, free_after: bool) -> Gen:
@@ -148,27 +147,21 @@ def two_users_program(kernel: str, cpus: int) -> Program:
 
 
 def cycle_program(kernel: str, cpus: int) -> Program:
-    box: list[Outcome] = [Outcome()]
-
-    def cycler(s: OfflineState, out: Outcome) -> Gen:
-        results = []
+    def cycler(s: OfflineState) -> Gen:
         section = 1 << s.m.geom.section_order
         for i in range(2):
             s.alone[0] = 0
             ret = yield from offline_pages(s.m, s.start, s.nr, MAX_RETRIES,
                                            _WaitForWorkers(s))
-            results.append(ret)
             if ret != 0:
                 break
             if i == 0:
                 for block in range(s.start // section, (s.start + s.nr) // section):
                     yield from online_memory_block(s.m, block, "online")
-        out.offlines = tuple(results)
 
     def setup() -> tuple[OfflineState, dict[int, Any]]:
-        out = box[0] = Outcome()
         s = offline_machine(kernel, cpus, check_safety=False)
-        threads: dict[int, Any] = {0: cycler(s, out)}
+        threads: dict[int, Any] = {0: cycler(s)}
         for c in range(1, cpus):
             threads[c] = worker(s, c, OPS)
         return s, threads
