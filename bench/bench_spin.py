@@ -28,6 +28,7 @@ Usage::
 
     python bench/bench_spin.py                       # v5.8, v5.10, v5.11 on 3 CPUs
     python bench/bench_spin.py --kernels v5.11 --cpus 2 --time-limit 60
+    python bench/bench_spin.py --ops 1               # one move per worker, both tools
     python bench/bench_spin.py --spin-cyclic         # also SPIN with endless workers
     python bench/bench_spin.py --json                # one JSON object per row
 """
@@ -46,6 +47,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 MODEL = Path(__file__).resolve().parent / "spin" / "offline.pml"
 
@@ -53,8 +55,9 @@ MODEL = Path(__file__).resolve().parent / "spin" / "offline.pml"
 SPIN_GENERATION = {"v5.8": "V58", "v5.9": "V510", "v5.10": "V510", "v5.11": "V511"}
 #: strategies that sample instead of covering everything
 SAMPLING = frozenset({"random", "pct", "bounded"})
-#: moves per worker in pagesim's offline scenarios (DEFAULT_OPS there)
-SCENARIO_OPS = 3
+#: the scenarios whose workers make a given number of moves, and how to build them
+#: with another number (SPIN gets the same number as ``-DOPS``)
+WITH_OPS = {"offline-vs-alloc-free": {}, "offline-termination": {"check_safety": False}}
 
 
 def assertion_name(text: str) -> str:
@@ -190,12 +193,22 @@ def exhaustive_strategies() -> list[str]:
     return [s for s in explore.STRATEGIES if s not in SAMPLING]
 
 
-def run_pagesim(scenario: str, kernel: str, cpus: int, strategy: str,
-                time_limit: float) -> Row:
-    from pagesim.explore import check
+def pagesim_program(scenario: str, kernel: str, cpus: int, ops: int) -> Any:
+    """The scenario's program, its workers making ``ops`` moves where it has such
+    workers (the number SPIN's model is given too)."""
     from pagesim.scenarios import program
+    from pagesim.scenarios.offline import offline_program
 
-    prog = program(scenario, kernel, cpus)
+    if scenario in WITH_OPS:
+        return offline_program(kernel, cpus, ops=ops, name=scenario, **WITH_OPS[scenario])
+    return program(scenario, kernel, cpus)
+
+
+def run_pagesim(scenario: str, kernel: str, cpus: int, strategy: str,
+                time_limit: float, ops: int) -> Row:
+    from pagesim.explore import check
+
+    prog = pagesim_program(scenario, kernel, cpus, ops)
     t0 = time.perf_counter()
     r = check(prog, strategy=strategy, time_limit=time_limit, stop_on_violation=True,
               minimize=False)
@@ -247,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", default="v5.8,v5.10,v5.11",
                     help="comma-separated generations (default: v5.8,v5.10,v5.11)")
     ap.add_argument("--cpus", type=int, default=3, help="CPU0 plus workers (default 3)")
+    ap.add_argument("--ops", type=int, default=None,
+                    help="moves per worker, pagesim and SPIN alike (default: the "
+                    "scenario's, DEFAULT_OPS in pagesim/scenarios/offline.py)")
     ap.add_argument("--time-limit", type=float, default=300.0,
                     help="seconds per run, pagesim and SPIN alike (default 300)")
     ap.add_argument("--strategies", default=None,
@@ -270,8 +286,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from pagesim.model.kernels import kernel
     from pagesim.scenarios import ScenarioError, get
+    from pagesim.scenarios.offline import DEFAULT_OPS
 
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    ops = DEFAULT_OPS if args.ops is None else args.ops
+    if ops < 1:
+        raise BenchError(f"--ops: {ops} is not a positive number of moves")
     try:
         sc = get(args.scenario)
         for k in kernels:
@@ -295,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
 
     why_not = "disabled by --no-spin" if args.no_spin else spin_unavailable()
     if not args.json:
-        print(f"pagesim vs SPIN: {args.scenario}, {args.cpus} CPUs, Python "
+        print(f"pagesim vs SPIN: {args.scenario}, {args.cpus} CPUs, {ops} moves per "
+              f"worker, Python "
               f"{platform.python_version()} on {platform.machine()} "
               f"({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d %H:%M')}")
         print(f"SPIN: {spin_version() if why_not is None else 'skipped: ' + why_not}")
@@ -308,18 +329,17 @@ def run(args: argparse.Namespace) -> int:
         for k in kernels:
             spin_rows: list[Row] = []
             if why_not is None:
-                variants: list[int | None] = [SCENARIO_OPS] + ([None] if args.spin_cyclic
-                                                               else [])
-                for ops in variants:
+                variants: list[int | None] = [ops] + ([None] if args.spin_cyclic else [])
+                for spin_ops in variants:
                     spin_rows.append(run_spin(args.scenario, k, args.cpus, Path(tmp),
-                                              ops=ops, time_limit=args.time_limit,
+                                              ops=spin_ops, time_limit=args.time_limit,
                                               memlim_mb=args.spin_memory,
                                               collapse=args.spin_collapse))
                     _progress(spin_rows[-1])
             base = spin_rows[0] if spin_rows else None
             these = list(spin_rows)
             for s in strategies:
-                row = run_pagesim(args.scenario, k, args.cpus, s, args.time_limit)
+                row = run_pagesim(args.scenario, k, args.cpus, s, args.time_limit, ops)
                 if base is not None and base.seconds and row.seconds is not None and \
                         base.verdict in ("verified", "violation"):
                     row.ratio = row.seconds / base.seconds

@@ -12,6 +12,8 @@ strategy:
 * ``"stateful"``: exhaustive like ``"dpor"``, and an execution that reaches a state
   already explored stops there (:mod:`pagesim.explore.stateful`); the result counts the
   distinct states.
+* ``"auto"``: a second of random and PCT scheduling, then ``"stateful"``: quick to find
+  a shallow race, still a proof when there is none (:mod:`pagesim.explore.auto`).
 
 Bounds come from a :class:`Bounds` (whose defaults the ``PAGESIM_*`` environment
 variables override, see :mod:`pagesim.explore.common`) and from keyword arguments, which
@@ -24,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pagesim.explore.auto import explore_auto
 from pagesim.explore.bounded import explore_bounded
 from pagesim.explore.common import (
     STRATEGIES,
@@ -49,6 +52,7 @@ EXPLORERS: dict[str, Callable[[Program, Bounds], Outcome]] = {
     "pct": explore_pct,
     "bounded": explore_bounded,
     "stateful": explore_stateful,
+    "auto": explore_auto,
 }
 
 
@@ -74,7 +78,7 @@ def check(program: Program, strategy: str | None = None, *, bounds: Bounds | Non
         verdict=VERIFIED if out.complete and out.first is None else WITHIN_BOUNDS,
         complete=out.complete and out.first is None, executions=out.executions,
         seconds=0.0, steps=out.steps, pruned=out.pruned, violations=out.violations,
-        seed=b.seed if b.strategy in ("random", "pct") else None,
+        seed=b.seed if b.strategy in ("random", "pct", "auto") else None,
         distinct_states=out.distinct_states)
     found = out.first
     if found is not None:

@@ -7,8 +7,11 @@ configured without touching the code that starts it:
 
 ======================================  ================================================
 ``PAGESIM_STRATEGY``                    ``dpor`` (default), ``dfs``, ``random``, ``pct``,
-                                        ``bounded``, ``stateful``
-``PAGESIM_SEED``                        seed of ``random`` and ``pct`` (default 0)
+                                        ``bounded``, ``stateful``, ``auto``
+``PAGESIM_SEED``                        seed of ``random``, ``pct`` and ``auto``'s probe
+                                        (default 0)
+``PAGESIM_PROBE_SECONDS``               ``auto``: seconds of random and PCT scheduling
+                                        before the exhaustive search (default 1)
 ``PAGESIM_MAX_EXECUTIONS``              stop after this many executions (default: none
                                         for the exhaustive strategies, 1000 for random
                                         and PCT)
@@ -34,7 +37,7 @@ from typing import Any
 
 from pagesim.runtime.executor import Execution, Program, Schedule, StepRecord, Violation
 
-STRATEGIES = ("dpor", "dfs", "random", "pct", "bounded", "stateful")
+STRATEGIES = ("dpor", "dfs", "random", "pct", "bounded", "stateful", "auto")
 
 VERIFIED = "verified"
 VIOLATION = "violation"
@@ -62,6 +65,8 @@ class Bounds:
     minimize_executions: int = 3000
     #: minimisation also stops after this many seconds (the best schedule so far wins)
     minimize_seconds: float = 20.0
+    #: ``auto``: seconds of randomised probing before the exhaustive search
+    probe_seconds: float = 1.0
     #: called with every execution that ended (runs counted as pruned excepted): for
     #: tests and tools that look at more than the verdict
     on_execution: Callable[[Execution], None] | None = field(default=None, compare=False)
@@ -74,6 +79,8 @@ class Bounds:
             raise ValueError("pct_depth must be at least 1")
         if self.preemption_bound < 0:
             raise ValueError("preemption_bound must be at least 0")
+        if self.probe_seconds < 0:
+            raise ValueError("probe_seconds must be at least 0")
 
     def but(self, **changes: Any) -> Bounds:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -89,7 +96,8 @@ class Bounds:
         for name, conv in (("strategy", str), ("seed", int), ("max_executions", int),
                            ("max_steps", int), ("preemption_bound", int),
                            ("pct_depth", int), ("time_limit", float),
-                           ("minimize_executions", int), ("minimize_seconds", float)):
+                           ("minimize_executions", int), ("minimize_seconds", float),
+                           ("probe_seconds", float)):
             text = env.get(f"PAGESIM_{name.upper()}")
             if text:
                 try:
