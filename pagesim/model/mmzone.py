@@ -395,6 +395,13 @@ def page_zone(m: Machine, pfn: int) -> Zone:
 
 
 @inline
+def high_wmark_pages(zone: Zone) -> int:
+    """high_wmark_pages(z) (include/linux/mmzone.h), as a helper the sequential variant
+    inlines: the hot paths of 6.7+ test it on every pcp free and refill."""
+    return zone._watermark[2] + zone.watermark_boost
+
+
+@inline
 def pcp_allowed(m: Machine, order: int) -> bool:
     """pcp_allowed_order() for the machine's generation, from its table."""
     return m.pcp_allowed[order]

@@ -63,12 +63,14 @@ from pagesim.model.mmzone import (
     PG_reserved,
     PG_transit,
     Zone,
+    high_wmark_pages,
     page_zone,
     pcp_allowed,
     pcp_pindex,
     pindex_to_order,
 )
 from pagesim.runtime.kernelfn import inline, kernel
+from pagesim.runtime.linker import link
 from pagesim.runtime.ops import (
     ATOMIC_ADD_IDX,
     READ_ONCE,
@@ -555,7 +557,7 @@ def _commit_flush_tuned(m: Machine, zone: Zone, pcp: PerCpuPages, pindex: int,
     nr_free = yield READ_ONCE(zone, "nr_free_pages")
     hi = pcp_limits.nr_pcp_high(pcp.high, high_min, high_max, pcp.count, pcp.free_count,
                                 batch, free_high=free_high, reclaim_active=False,
-                                below_high=nr_free < zone.high_wmark_pages())
+                                below_high=nr_free < high_wmark_pages(zone))
     threshold, pcp.high = hi
     if pcp.count < threshold:
         return True
@@ -1077,7 +1079,7 @@ def __rmqueue_pcplist(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: 
             nr_free = yield READ_ONCE(zone, "nr_free_pages")
             pa = pcp_limits.nr_pcp_alloc(pcp.high, high_min, high_max, pcp.count,
                                          pcp.alloc_factor, batch, order,
-                                         below_high=nr_free < zone.high_wmark_pages())
+                                         below_high=nr_free < high_wmark_pages(zone))
             batch, pcp.high, pcp.alloc_factor = pa
         else:
             batch = pcp_limits.nr_pcp_refill(k, batch, order)
@@ -1383,3 +1385,8 @@ def drain_all_pages(m: Machine, zone: Zone | None) -> Gen:
     """Drain every CPU whose pcplists look non-empty; the cheap check is racy (spec §6.3)
     and callers other than zone_pcp_disable accept leftovers ([K511] :3136-3139)."""
     yield from __drain_all_pages(m, zone, False)
+
+
+# Every function above exists now: their sequential variants may inline each other
+# (pagesim.runtime.linker; linked on first use).
+link(__name__)

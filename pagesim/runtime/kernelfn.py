@@ -16,6 +16,11 @@ source and attaches it as ``fn.fast``:
 Anything else a model function might yield is rejected when the module is imported, so
 the two variants cannot drift apart: the transformation is the whole difference, and
 tests run both on the same inputs and compare the machines.
+
+A module that calls :func:`pagesim.runtime.linker.link` at its end gets a further step
+on top, from the same trees (``fn.fast_tree``): callees inlined into the sequential
+variants and one branch per kernel generation, swapped into the same ``fn.fast``
+function object on first use.
 """
 
 from __future__ import annotations
@@ -247,7 +252,18 @@ def _compile_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
     fast.__doc__ = fn.__doc__
     if fn.__defaults__:
         fast.__defaults__ = fn.__defaults__
+    # what the linker (pagesim.runtime.linker) inlines into callers
+    fn.fast_tree = func  # type: ignore[attr-defined]
     return fast
+
+
+#: every @kernel function, by module, in definition order (what linker.link() links)
+_KERNELS: dict[str, list[Callable[..., Any]]] = {}
+
+
+def kernel_functions(module: str) -> list[Callable[..., Any]]:
+    """The ``@kernel`` functions defined in ``module`` so far."""
+    return list(_KERNELS.get(module, ()))
 
 
 def kernel(fn: Callable[P, Generator[Any, Any, R]]) -> Callable[P, Generator[Any, Any, R]]:
@@ -256,8 +272,13 @@ def kernel(fn: Callable[P, Generator[Any, Any, R]]) -> Callable[P, Generator[Any
         raise KernelFunctionError(
             f"{fn.__qualname__}: a @kernel function must be a generator (use 'yield from' "
             "for kernel calls and 'yield' for ops; add 'yield point(...)' if it has none)")
-    fn.fast = _compile_fast(fn)  # type: ignore[attr-defined]
+    fast_fn = _compile_fast(fn)
+    # ``fast`` may be replaced (tests spy on it); ``fast_function`` is the compiled
+    # function object, whose code the linker swaps (pagesim.runtime.linker)
+    fn.fast = fn.fast_function = fast_fn  # type: ignore[attr-defined]
+    fn.fast_plain_code = fast_fn.__code__  # type: ignore[attr-defined]
     fn.is_kernel = True  # type: ignore[attr-defined]
+    _KERNELS.setdefault(fn.__module__, []).append(fn)
     return fn
 
 
