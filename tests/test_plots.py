@@ -122,7 +122,8 @@ def test_simulate_out_writes_plots(tmp_path: Path, capsys: pytest.CaptureFixture
               str(wl), "--out", str(out)])
     assert info.value.code == 0
     names = {p.name for p in out.iterdir()}
-    assert {f"{n}.{f}" for n in PLOTS for f in ("png", "svg")} | {RESULTS_NAME} == names
+    assert {f"{n}.{f}" for n in PLOTS for f in ("png", "svg")} | {RESULTS_NAME,
+                                                                 "report.html"} == names
 
 
 
@@ -140,7 +141,8 @@ def test_simulate_without_matplotlib_says_so_once(tmp_path: Path,
     assert err == "pagesim: plots skipped: matplotlib is not installed " \
                   "(pip install 'pagesim[plot]')\n"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
-        [f"v5.11/{RESULTS_NAME}", f"v6.19/{RESULTS_NAME}"]
+        sorted([f"v5.11/{RESULTS_NAME}", "v5.11/report.html", f"v6.19/{RESULTS_NAME}",
+                "v6.19/report.html"])
 
 def _truncated(results_file: Path, tmp_path: Path) -> Path:
     p = tmp_path / "cut.json"

@@ -263,7 +263,7 @@ def test_cli_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert data["events"][0]["ret"] == 0
     from pagesim.sim.plots import PLOTS
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [RESULTS_NAME, *(f"{n}.{f}" for n in PLOTS for f in ("png", "svg"))])
+        [RESULTS_NAME, "report.html", *(f"{n}.{f}" for n in PLOTS for f in ("png", "svg"))])
 
 
 def test_cli_several_kernels_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,8 @@ preset, an offline of a 128 MiB block under load, on v5.8, v5.10, v5.11 and v6.1
 prints one summary table with a column per generation. ``--out DIR`` receives what the
 run produces: ``results.json`` (per generation ``DIR/<kernel>/results.json`` when there
 are several) and, with ``--trace``, ``trace.txt`` (ftrace) and ``trace.json`` (Perfetto)
-beside it, and the plots of :mod:`pagesim.sim.plots` when matplotlib is installed. Files
+beside it, the plots of :mod:`pagesim.sim.plots` when matplotlib is installed, and
+``report.html``, the run's HTML trace explorer (:mod:`pagesim.report`). Files
 are written whole or not at all.
 """
 
@@ -23,11 +24,17 @@ import click
 from pagesim.model.kernels import Kernel
 from pagesim.model.kernels import kernel as kernel_of
 from pagesim.model.mmzone import Machine
-from pagesim.sim.demo import DEMO_KERNELS, DEMO_PRESET, DEMO_SEED, demo_workload
+from pagesim.sim.demo import (
+    DEMO_KERNELS,
+    DEMO_PRESET,
+    DEMO_SEED,
+    demo_workload,
+    resolve_workload,
+)
 from pagesim.sim.plots import INSTALL_HINT, plots_available, write_plots
 from pagesim.sim.results import RESULTS_NAME, summary, to_json, write_results
 from pagesim.sim.runner import SimResult, Simulation
-from pagesim.sim.workload import Workload, WorkloadError, load_workload
+from pagesim.sim.workload import Workload, WorkloadError
 
 
 def register(cli: click.Group) -> None:
@@ -49,7 +56,8 @@ def register(cli: click.Group) -> None:
 @click.option("--cpus", type=click.IntRange(1, 1024), default=None,
               help="number of CPUs (default: the file's or the preset's)")
 @click.option("--workload", "workload_file", type=click.Path(dir_okay=False),
-              help="a TOML workload (default: the demo's offline under load)")
+              help="a TOML workload, or a built-in one by name (default: the demo's "
+                   "offline-under-load)")
 @click.option("--seed", type=int, default=DEMO_SEED, show_default=True,
               help="seed of the scheduler's choices")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
@@ -64,14 +72,14 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
 
     Without arguments: the 2020 story (an offline of a memory block under load) on a
     16 GiB, 8-CPU machine, for v5.8, v5.10, v5.11 and v6.19."""
-    from pagesim.cli.main import build_from_options, fail
+    from pagesim.cli.main import fail
 
     if trace and not out_dir:
         fail("--trace writes trace.txt and trace.json into --out; give --out DIR")
     if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
         fail(f"{out_dir}: not a directory")
     try:
-        workload = load_workload(workload_file) if workload_file else demo_workload()
+        workload = resolve_workload(workload_file) if workload_file else demo_workload()
     except WorkloadError as e:
         fail(str(e))
     if kernel_names is not None:
@@ -83,14 +91,8 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
         kernels = [None]  # guessed from the file
     else:
         kernels = [kernel_of(n) for n in DEMO_KERNELS]
-    if not zoneinfo_file and not preset:
-        preset = DEMO_PRESET
-    runs: list[tuple[Machine, dict[str, Any]]] = []
-    for k in kernels:
-        m = build_from_options(zoneinfo_file, buddyinfo_file, pagetypeinfo_file, preset,
-                               k.name if k is not None else None, cpus)
-        source = f"zoneinfo {zoneinfo_file}" if zoneinfo_file else f"preset {preset}"
-        runs.append((m, machine_info(m, source)))
+    runs = [workload_machine(workload, zoneinfo_file, buddyinfo_file, pagetypeinfo_file,
+                             preset, k, cpus) for k in kernels]
     tracers = [_tracer() if trace else None for _ in runs]
     sims = []
     for (m, info), tracer in zip(runs, tracers, strict=True):
@@ -110,6 +112,7 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
             if can_plot:
                 for note in write_plots(to_json(r), where).skipped:
                     click.echo(f"pagesim: plot: skipped {note}", err=True)
+            _write_report(r, where)
         if not can_plot:
             click.echo(f"pagesim: plots skipped: matplotlib is not installed ({INSTALL_HINT})",
                        err=True)
@@ -122,6 +125,32 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
             click.echo(f"results in {out}/")
     if any(r.violation is not None for r in results):
         sys.exit(1)
+
+
+def workload_machine(workload: Workload, zoneinfo_file: str | None,
+                     buddyinfo_file: str | None, pagetypeinfo_file: str | None,
+                     preset: str | None, k: Kernel | None,
+                     cpus: int | None) -> tuple[Machine, dict[str, Any]]:
+    """The machine a workload runs on, and what the results file says about it: the
+    /proc files or the preset of the command line, else the workload's ``[machine]``,
+    else the demo's preset. The CPU count is ``--cpus``, else the workload's ``cpus``,
+    else the machine's (for a ``[machine]``: enough for every CPU the workload names)."""
+    from pagesim.cli.main import build_from_options, fail
+
+    n = cpus if cpus is not None else workload.cpus
+    spec = workload.machine
+    if zoneinfo_file or preset or spec is None:
+        if not zoneinfo_file and not preset:
+            preset = DEMO_PRESET
+        m = build_from_options(zoneinfo_file, buddyinfo_file, pagetypeinfo_file, preset,
+                               k.name if k is not None else None, n)
+        source = f"zoneinfo {zoneinfo_file}" if zoneinfo_file else f"preset {preset}"
+        return m, machine_info(m, source)
+    if buddyinfo_file or pagetypeinfo_file:
+        fail("--buddyinfo and --pagetypeinfo complete a --zoneinfo; give --zoneinfo too")
+    name = k.name if k is not None else DEMO_KERNELS[-1]
+    m = spec.build(name, n if n is not None else workload.named_cpus())
+    return m, machine_info(m, f"workload {workload.source} [machine]")
 
 
 def machine_info(m: Machine, source: str) -> dict[str, Any]:
@@ -146,6 +175,15 @@ def _write_traces(r: SimResult, m: Machine, where: Path) -> None:
                  m.nr_cpus)
     write_perfetto(where / "trace.json", events, tracer.spans, nr_cpus=m.nr_cpus,
                    process_name=f"pagesim simulate ({m.kernel.name})")
+
+
+def _write_report(r: SimResult, where: Path) -> None:
+    """``report.html``: the HTML trace explorer of the run (:mod:`pagesim.report`), from
+    the results and the live tracer, the same page ``pagesim report DIR`` makes later."""
+    from pagesim.report import write_report
+    from pagesim.report.sources import REPORT_NAME, simulation_report
+    write_report(where / REPORT_NAME,
+                 simulation_report(to_json(r), r.tracer, str(where / RESULTS_NAME)))
 
 
 def _run_all(sims: list[Simulation]) -> list[SimResult]:

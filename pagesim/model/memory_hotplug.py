@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pagesim.model import build
-from pagesim.model.migrate import do_migrate_range, scan_movable_pages
+from pagesim.model.migrate import do_migrate_range, scan_movable_pages, vm_events
 from pagesim.model.mmzone import (
     FPI_TO_TAIL,
     MIGRATE_ISOLATE,
@@ -598,6 +598,7 @@ def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn
                 break
             if (yield from do_migrate_range(m, pfn, end_pfn)):
                 retries += 1
+                vm_events(m).offline_retries += 1
                 if max_retries is not None and retries >= max_retries:
                     more = 0 if on_bound is None else (yield from on_bound())
                     if not more:
@@ -608,6 +609,7 @@ def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn
         if not ret:
             return 0, "", retries
         retries += 1
+        vm_events(m).offline_retries += 1
         if k.offline_drain_on_retry and not k.zone_pcp_disable:
             yield from drain_all_pages(m, zone)
         if max_retries is not None and retries >= max_retries:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pagesim.model.mmzone import MIGRATE_MOVABLE, HeldPage, Machine, PG_lru, Zone, page_zone
 from pagesim.model.page_alloc import BadPage, __free_pages, alloc_pages, free_the_page
@@ -46,6 +47,50 @@ from pagesim.runtime.ops import (
 )
 
 Gen = Generator[Any, Any, Any]
+
+
+class VmEvents:
+    """Event counters of one machine, for whoever watches it run (the simulator's
+    summary): ``pgmigrate_success`` and ``pgmigrate_fail`` as the kernel's vmstat items
+    (include/linux/vm_event_item.h; counted in pages, as mm/migrate.c migrate_pages()
+    counts them since 5.9, the figures its ``mm_migrate_pages`` tracepoint reports), and
+    the model-only ``offline_retries``, the rounds without progress of every
+    offline_pages() (pagesim.model.memory_hotplug; the kernel counts none).
+
+    They live outside the machine on purpose. The model never reads them, so they cannot
+    change what happens; but anything reachable from the machine is part of the state
+    the stateful checker fingerprints (pagesim.runtime.fingerprint), and a counter there
+    would tell apart states that differ only in how they were reached (a page migrated
+    and then freed, or freed at once), multiplying the states a search visits."""
+
+    __slots__ = ("offline_retries", "pgmigrate_fail", "pgmigrate_success")
+
+    def __init__(self) -> None:
+        self.pgmigrate_success = 0
+        self.pgmigrate_fail = 0
+        self.offline_retries = 0
+
+
+#: each machine's counters, weakly keyed so that a machine's end is theirs too
+_VM_EVENTS: WeakKeyDictionary[Machine, VmEvents] = WeakKeyDictionary()
+
+
+def vm_events(m: Machine) -> VmEvents:
+    """The counters of ``m`` (zero until something counts)."""
+    ev = _VM_EVENTS.get(m)
+    if ev is None:
+        ev = _VM_EVENTS[m] = VmEvents()
+    return ev
+
+
+def _count_migration(m: Machine, order: int, rc: int) -> None:
+    """count_vm_events(PGMIGRATE_SUCCESS / PGMIGRATE_FAIL) for one block's attempt
+    (mm/migrate.c migrate_pages(): a source its owner freed meanwhile is a success)."""
+    ev = vm_events(m)
+    if rc:
+        ev.pgmigrate_fail += 1 << order
+    else:
+        ev.pgmigrate_success += 1 << order
 
 
 def hold(m: Machine, name: str, pfn: int) -> HeldPage:
@@ -139,6 +184,7 @@ def do_migrate_range(m: Machine, start_pfn: int, end_pfn: int) -> Gen:
     failed: list[tuple[int, int]] = []
     for i, (pfn, order) in enumerate(source):
         rc = yield from unmap_and_move(m, pfn, order)
+        _count_migration(m, order, rc)
         if rc:
             failed.append((pfn, order))
             if not ret:

@@ -23,7 +23,10 @@ the most pages in use. The same run, seed for seed, on each generation:
 
 from __future__ import annotations
 
-from pagesim.sim.workload import Event, Mix, Workload
+from collections.abc import Callable
+from pathlib import Path
+
+from pagesim.sim.workload import Event, Mix, Workload, WorkloadError, load_workload
 
 DEMO_PRESET = "16g-8cpu"
 DEMO_KERNELS = ("v5.8", "v5.10", "v5.11", "v6.19")
@@ -46,3 +49,17 @@ def demo_workload() -> Workload:
         ],
         events=[Event(at=10_000, cpu=0, op="offline", block="busiest", max_retries=50)],
     )
+
+
+#: the built-in workloads, by the name ``--workload`` accepts
+WORKLOADS: dict[str, Callable[[], Workload]] = {"offline-under-load": demo_workload}
+
+
+def resolve_workload(text: str) -> Workload:
+    """``--workload``: a TOML file, or the name of a built-in workload."""
+    if text in WORKLOADS and not Path(text).exists():
+        return WORKLOADS[text]()
+    if text.endswith(".toml") or Path(text).exists():
+        return load_workload(text)
+    raise WorkloadError(f"--workload: {text!r} is neither a file nor a built-in workload "
+                        f"({', '.join(WORKLOADS)})")

@@ -8,9 +8,15 @@ Three figures, each written as PNG and SVG:
 * ``free_blocks``: free blocks per order (buddyinfo's columns) over time, or as bars
   when the run has a single sample;
 * ``offline``: what a memory offline (or a contiguous allocation) did over time: its
-  live retry count, isolated pages still on pcplists (spec §6.1), and the cumulative
+  retries, isolated pages still on pcplists (spec §6.1), and the cumulative
   drains, remote drains and migrations, with each long operation shaded from start to
-  end and vertical marks where drains and retries happened.
+  end and vertical marks where drains and retries happened. Migrations and retries are
+  the model's own counters (:class:`pagesim.model.migrate.VmEvents`).
+
+``pagesim compare --workload`` draws one more figure, ``compare``, from the results of
+several configurations (:func:`write_compare_plot`): total pages on pcplists over time,
+and pages migrated over time with each offline's start and end marked, one line per
+configuration.
 
 The plots are drawn from the results dictionary only, never from a live simulation, so
 ``pagesim plot`` redraws exactly what ``pagesim simulate --out`` drew. Samples are the
@@ -183,7 +189,7 @@ def plot_offline(data: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(9, 6.4), layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True)
-    top.plot(steps, retries, label="retries of the running offline", gid="retries",
+    top.plot(steps, retries, label="offline retries (cumulative)", gid="retries",
              drawstyle="steps-post")
     top.plot(steps, isolated, label="isolated pages on pcplists", gid="isolated_on_pcp",
              drawstyle="steps-post")
@@ -253,6 +259,51 @@ DRAW = {"pcp_pages": plot_pcp_pages, "free_blocks": plot_free_blocks,
         "offline": plot_offline}
 
 
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def plot_compare(runs: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
+    """One figure for several runs of one workload: ``(label, results)`` each."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for i, (label, data) in enumerate(runs):
+        steps = _numbers(data, "step")
+        pcp = [sum(row) for row in _rows(data, "pcp_pages")]
+        migrated = _numbers(data, "migrations")
+        colour = f"C{i % 10}"
+        # generations that behave alike draw the same line: the styles keep both visible
+        style = _LINESTYLES[i % len(_LINESTYLES)]
+        top.plot(steps, pcp, label=label, gid=f"pcp{i}", color=colour, linewidth=1.2,
+                 linestyle=style)
+        bottom.plot(steps, migrated, label=label, gid=f"migrations{i}", color=colour,
+                    linewidth=1.2, linestyle=style)
+        events = data.get("events")
+        for ev in events if isinstance(events, list) else []:
+            if not isinstance(ev, dict) or ev.get("op") != "offline":
+                continue
+            start, end = ev.get("started"), ev.get("ended")
+            if isinstance(start, int) and start >= 0:
+                bottom.axvline(start, color=colour, linewidth=0.6, alpha=0.4)
+            if isinstance(end, int) and end >= 0:
+                bottom.axvline(end, color=colour, linewidth=0.8)
+    wl = runs[0][1].get("workload") if runs else None
+    name = wl.get("name") if isinstance(wl, dict) else None
+    top.set_title(f"{name or 'workload'}, seed {runs[0][1].get('seed', '?')}: "
+                  "pages on pcplists (all CPUs)" if runs else "pages on pcplists")
+    top.set_ylabel("pages on pcplists")
+    bottom.set_ylabel("pages migrated (cumulative)")
+    bottom.set_xlabel("step")
+    bottom.plot([], [], color="tab:gray", linewidth=0.6, alpha=0.4, label="offline starts")
+    bottom.plot([], [], color="tab:gray", linewidth=0.8, label="offline ends")
+    top.legend(fontsize="small")
+    bottom.legend(fontsize="small")
+    return fig
+
+
 # =======================================================================================
 # Writing
 
@@ -303,6 +354,26 @@ def write_plots(data: dict[str, Any], out_dir: str | Path,
         blobs += [(out / f"{name}.{fmt}", render(fig, fmt)) for fmt in formats]
     if blobs:
         out.mkdir(parents=True, exist_ok=True)
+    for path, blob in blobs:
+        _write_bytes_atomic(path, blob)
+        report.written.append(path)
+    return report
+
+
+def write_compare_plot(runs: Sequence[tuple[str, dict[str, Any]]], out_dir: str | Path,
+                       formats: Sequence[str] = FORMATS) -> PlotReport:
+    """Draw :func:`plot_compare` into ``out_dir`` as ``compare.<format>`` (rendered
+    whole before anything is written, as :func:`write_plots`)."""
+    report = PlotReport()
+    usable = [(label, data) for label, data in runs
+              if isinstance(data.get("samples"), dict) and data["samples"].get("step")]
+    if not usable:
+        report.skipped.append("compare: the results have no samples")
+        return report
+    out = Path(out_dir)
+    fig = plot_compare(usable)
+    blobs = [(out / f"compare.{fmt}", render(fig, fmt)) for fmt in formats]
+    out.mkdir(parents=True, exist_ok=True)
     for path, blob in blobs:
         _write_bytes_atomic(path, blob)
         report.written.append(path)

@@ -11,9 +11,9 @@ Format ``pagesim-sim-results``, version 1::
      "steps": 412345, "finished": true,
      "summary": {"page_ops", "allocs", "alloc_pages", "failed_allocs", "frees",
                  "free_pages", "batched_frees", "stepped_ops", "runtime_steps",
-                 "drains", "remote_drains", "migrations", "isolated_allocs",
-                 "invariant_checks_passed", "pcp_pages_mean", "pcp_pages_max",
-                 "contig_failures", "offline_retries"},
+                 "drains", "remote_drains", "migrations", "migrate_failures",
+                 "isolated_allocs", "invariant_checks_passed", "pcp_pages_mean",
+                 "pcp_pages_max", "contig_failures", "offline_retries"},
      "events": [{"op", "cpu", "at", "started", "ended", "duration_steps", "block",
                  "start_pfn", "nr_pages", "ret", "reason", "retries", "gave_up"}...],
      "samples": {"step": [...], "pcp_pages": [[per CPU]...],
@@ -23,9 +23,13 @@ Format ``pagesim-sim-results``, version 1::
                  "offline_retries": [...]},
      "violation": null | {"property", "message", "step", "context"}}
 
-Every sample series has one entry per sampled step. ``isolated_allocs`` counts pages
-handed out by the workload from a pageblock that was isolated at that moment (the
-safety violation of spec §6.1). Nothing in the file depends on the wall clock, so a run
+Every sample series has one entry per sampled step. ``migrations`` and
+``migrate_failures`` are pages, from the model's own ``pgmigrate_success`` and
+``pgmigrate_fail`` counters (:class:`pagesim.model.migrate.VmEvents`);
+``offline_retries`` (in the summary and as a cumulative series) are rounds without
+progress of the offlines, counted where ``offline_pages()`` retries. ``isolated_allocs``
+counts pages handed out by the workload from a pageblock that was isolated at that
+moment (the safety violation of spec §6.1). Nothing in the file depends on the wall clock, so a run
 with the same machine, workload and seed writes the same bytes.
 """
 
@@ -54,20 +58,20 @@ def summary(r: SimResult) -> dict[str, Any]:
     """The headline numbers of a run."""
     c = r.counters
     pcp = [sum(row) for row in r.samples["pcp_pages"]]
-    offlines = [e for e in r.events if e.op == "offline"]
     return {
         "page_ops": c.page_ops, "allocs": c.allocs, "alloc_pages": c.alloc_pages,
         "failed_allocs": c.failed_allocs, "frees": c.frees, "free_pages": c.free_pages,
         "batched_frees": c.batched_frees, "stepped_ops": c.stepped_ops,
         "runtime_steps": c.runtime_steps, "drains": c.drains,
         "remote_drains": c.remote_drains, "migrations": c.migrations,
+        "migrate_failures": c.migrate_failures,
         "isolated_allocs": c.isolated_allocs,
         "invariant_checks_passed": c.invariant_checks,
         "pcp_pages_mean": round(sum(pcp) / len(pcp), 1) if pcp else 0,
         "pcp_pages_max": max(pcp, default=0),
         "contig_failures": sum(1 for e in r.events
                                if e.op == "alloc_contig" and (e.ret or 0) < 0),
-        "offline_retries": sum(e.retries for e in offlines),
+        "offline_retries": c.offline_retries,
     }
 
 

@@ -50,7 +50,7 @@ from pagesim.model.memory_hotplug import (
     offline_pages,
     online_memory_block,
 )
-from pagesim.model.migrate import release, unmap_and_put
+from pagesim.model.migrate import release, unmap_and_put, vm_events
 from pagesim.model.mmzone import (
     MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
@@ -198,7 +198,14 @@ class Counters:
     runtime_steps: int = 0
     drains: int = 0
     remote_drains: int = 0
+    #: pages migrated and pages that failed to migrate: the model's own vmstat
+    #: counters (pgmigrate_success / pgmigrate_fail, pagesim.model.migrate.VmEvents)
+    #: over the run
     migrations: int = 0
+    migrate_failures: int = 0
+    #: rounds without progress of every offline (the model's counter, as each
+    #: offline's HotplugEvent.retries sums them)
+    offline_retries: int = 0
     isolated_allocs: int = 0
     invariant_checks: int = 0
 
@@ -299,6 +306,10 @@ class Simulation:
         self.progress = progress
         self.now = 0
         self.c = Counters()
+        # the model's counters run for the machine's whole life: the run counts from here
+        self.vm_events = vm_events(m)
+        self._vm_base = (self.vm_events.pgmigrate_success, self.vm_events.pgmigrate_fail,
+                         self.vm_events.offline_retries)
         self.events: list[EventRecord] = []
         self.violation: dict[str, Any] | None = None
         self.zones = [z for z in m.zones if z.present_pages]
@@ -542,8 +553,9 @@ class Simulation:
         return (1000 + th.cpu, tid)
 
     def _observe(self, tid: str, th: Any, op: Op | None) -> None:
-        """Count drains, remote drains and migrations from the op a context is about
-        to perform (the runner watches the runtime; the model is not instrumented)."""
+        """Count drains and remote drains from the op a context is about to perform
+        (the runner watches the runtime for what has no counter in the model; migrations
+        and offline retries do, see :meth:`_sync_counters`)."""
         t = type(op)
         m = self.m
         if t is mutex_trylock and op.lock is m.pcpu_drain_mutex:  # type: ignore[union-attr]
@@ -562,10 +574,6 @@ class Simulation:
                     if key not in self._remote_seen:
                         self._remote_seen.add(key)
                         self.c.remote_drains += 1
-        elif t is ATOMIC_ADD_IDX and m.ptl in th.held and tid not in self._workers:
-            # unmap_and_move() passing the mapping to the target (the workload's own
-            # unmaps drop their reference under the same lock, hence the exclusion)
-            self.c.migrations += 1
 
     def _pcp_locks(self) -> dict[int, int]:
         """id(pcp->lock) -> its CPU, rebuilt when a zone's pagesets are replaced."""
@@ -785,9 +793,19 @@ class Simulation:
 
     # -- metrics -----------------------------------------------------------------------
 
+    def _sync_counters(self) -> None:
+        """Bring the counters the model keeps (migrations, offline retries) into the
+        run's."""
+        ev, (ok, bad, retries) = self.vm_events, self._vm_base
+        c = self.c
+        c.migrations = ev.pgmigrate_success - ok
+        c.migrate_failures = ev.pgmigrate_fail - bad
+        c.offline_retries = ev.offline_retries - retries
+
     def _sample(self) -> None:
         m = self.m
         s = self.samples
+        self._sync_counters()
         s["step"].append(self.now)
         s["pcp_pages"].append([sum(z.per_cpu_pageset[c].count for z in self.zones
                                    if not z.boot_pageset) for c in range(m.nr_cpus)])
@@ -799,7 +817,7 @@ class Simulation:
         s["remote_drains"].append(self.c.remote_drains)
         s["migrations"].append(self.c.migrations)
         s["isolated_on_pcp"].append(self._isolated_on_pcp() if self.isolating else 0)
-        s["offline_retries"].append(self._live_retries())
+        s["offline_retries"].append(self.c.offline_retries)
 
     def in_use(self) -> int:
         """Pages the workload holds (bursts and contiguous ranges included)."""
@@ -820,20 +838,6 @@ class Simulation:
                         if m.pb_type[m.pageblock_flags[pfn >> pbo]] == MIGRATE_ISOLATE:
                             n += 1
         return n
-
-    def _live_retries(self) -> int:
-        """The retry count of the offline running now, read from its frame (0 if
-        none)."""
-        for tid in self._event_tasks:
-            gen: Any = self.ex.threads[tid].gen
-            while gen is not None:
-                frame = getattr(gen, "gi_frame", None)
-                if frame is None:
-                    break
-                if gen.gi_code.co_name == "_migrate_until_isolated":
-                    return int(frame.f_locals.get("retries", 0))
-                gen = getattr(gen, "gi_yieldfrom", None)
-        return 0
 
     def _quiet(self) -> bool:
         return not self.busy_all and not self.busy_cpus
@@ -952,6 +956,7 @@ class Simulation:
         return False
 
     def _result(self, wall: float) -> SimResult:
+        self._sync_counters()
         unfinished = [r for r in self.events if r.ended < 0]
         for r in unfinished:
             r.reason = r.reason or ("not started" if r.started < 0 else

@@ -36,6 +36,16 @@ same names (:func:`load_workload`)::
     block = "busiest"          # a memory block id, or "busiest" / "last-offlined"
     max_retries = 100
 
+    [machine]                  # optional: the machine to run on, as a checker
+    zone_pages = 262144        # scenario's [machine] (one Normal zone, memory blocks
+    section_order = 15         # of one section); --preset or --zoneinfo replace it
+
+``cpus`` in ``[workload]`` is the default of ``--cpus``: the machine's CPU count, for
+any machine; without it a ``[machine]`` gets one CPU more than the highest the workload
+names. The ``[machine]`` table is read by :func:`pagesim.scenarios.spec.
+machine_from_table`, so it means what it means in a scenario file, with the same
+one-line errors (naming the workload file).
+
 Mixes come in two kinds: ``random`` (each operation allocates with probability
 ``alloc``, else frees a random block the CPU holds, by one ``__free_pages`` or, for
 ``batch_free`` of them, a batch of order-0 pages through ``free_unref_page_list`` as
@@ -55,6 +65,8 @@ from pathlib import Path
 from typing import Any
 
 from pagesim.model.mmzone import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
+from pagesim.scenarios import ScenarioError
+from pagesim.scenarios.spec import MachineSpec, machine_from_table
 
 MIGRATETYPES = {"unmovable": MIGRATE_UNMOVABLE, "movable": MIGRATE_MOVABLE,
                 "reclaimable": MIGRATE_RECLAIMABLE}
@@ -133,15 +145,31 @@ class Workload:
     mixes: list[Mix] = field(default_factory=list)
     bursts: list[Burst] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: the machine's CPU count (the default of ``--cpus``), and the machine itself
+    #: when no preset or /proc file is given (see the module docstring)
+    cpus: int | None = None
+    machine: MachineSpec | None = None
     source: str = "<python>"
 
     def __post_init__(self) -> None:
         validate(self)
 
+    def named_cpus(self) -> int:
+        """One more than the highest CPU the workload names (at least 1): the CPU count
+        a ``[machine]`` gets without ``cpus``."""
+        top = [c for mix in self.mixes if not isinstance(mix.cpus, str) for c in mix.cpus]
+        top += [b.cpu for b in self.bursts] + [e.cpu for e in self.events]
+        return max(top, default=0) + 1
+
     def to_dict(self) -> dict[str, Any]:
-        """The workload as the results file records it (TOML-shaped, keys as strings)."""
+        """The workload as the results file records it (TOML-shaped, keys as strings;
+        ``cpus`` and ``machine`` only when given, so that older files keep their
+        bytes)."""
         out = asdict(self)
         out.pop("source")
+        for key in ("cpus", "machine"):
+            if out[key] is None:
+                del out[key]
         for mix in out["mixes"]:
             mix["orders"] = {str(k): v for k, v in mix["orders"].items()}
             if isinstance(mix["cpus"], tuple):
@@ -214,6 +242,10 @@ def validate(w: Workload) -> None:
     for key in ("duration", "max_steps", "sample_every"):
         _nonneg_int(w, f"workload.{key}", getattr(w, key), 1)
     _nonneg_int(w, "workload.check_every", w.check_every)
+    if w.cpus is not None:
+        _nonneg_int(w, "workload.cpus", w.cpus, 1)
+    if w.machine is not None and not isinstance(w.machine, MachineSpec):
+        raise _err(w, "machine", f"expected a MachineSpec, got {w.machine!r}")
     if isinstance(w.load, bool) or not isinstance(w.load, int | float) or w.load < 0:
         raise _err(w, "workload.load", f"expected a number >= 0, got {w.load!r}")
     if w.max_steps < w.duration:
@@ -300,9 +332,9 @@ def check_against(w: Workload, nr_cpus: int, nr_orders: int) -> None:
 # =======================================================================================
 # TOML
 
-_TOP = {"workload", "mix", "burst", "event"}
+_TOP = {"workload", "mix", "burst", "event", "machine"}
 _WORKLOAD_KEYS = {"name", "description", "duration", "max_steps", "sample_every",
-                  "check_every", "load"}
+                  "check_every", "load", "cpus"}
 
 
 def _fields(cls: type) -> set[str]:
@@ -352,7 +384,14 @@ def workload_from_dict(data: dict[str, Any], source: str = "<dict>") -> Workload
         mixes.append(Mix(**row))
     bursts = [Burst(**row) for row in items("burst", Burst)]
     events = [Event(**row) for row in items("event", Event)]
-    return Workload(**head, mixes=mixes, bursts=bursts, events=events, source=source)
+    machine = None
+    if "machine" in data:
+        try:
+            machine = machine_from_table(data["machine"], source)
+        except ScenarioError as e:  # already "source: machine.key: problem"
+            raise WorkloadError(str(e)) from None
+    return Workload(**head, mixes=mixes, bursts=bursts, events=events, machine=machine,
+                    source=source)
 
 
 def load_workload(path: str | Path) -> Workload:
