@@ -18,6 +18,7 @@ import click
 
 from pagesim.cli import compare as compare_cli
 from pagesim.cli import plot as plot_cli
+from pagesim.cli import report as report_cli
 from pagesim.cli.check import add_commands
 from pagesim.cli.simulate import simulate
 from pagesim.cli.trace import replay_trace
@@ -236,6 +237,7 @@ cli.add_command(replay_trace)
 compare_cli.add_commands(cli)
 cli.add_command(simulate)
 cli.add_command(plot_cli.plot)
+report_cli.add_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

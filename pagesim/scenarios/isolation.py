@@ -48,6 +48,7 @@ from pagesim.scenarios.offline import (
     _WaitForWorkers,
     nothing_lost,
     offline_machine,
+    offline_snapshot,
     worker,
 )
 
@@ -104,7 +105,8 @@ def contig_program(kernel: str, cpus: int) -> Program:
         return None
 
     return Program(f"contig-vs-alloc-free({kernel}, {cpus} cpus)", setup,
-                   final_checks=[contig_exclusive, nothing_lost], max_steps=20000)
+                   final_checks=[contig_exclusive, nothing_lost], max_steps=20000,
+                   snapshot=offline_snapshot)
 
 
 def two_users_program(kernel: str, cpus: int) -> Program:
@@ -143,7 +145,8 @@ def two_users_program(kernel: str, cpus: int) -> Program:
         return nothing_lost(s)
 
     return Program(f"two-isolation-users({kernel}, {cpus} cpus)", setup,
-                   final_checks=[one_winner, conserved], max_steps=20000)
+                   final_checks=[one_winner, conserved], max_steps=20000,
+                   snapshot=offline_snapshot)
 
 
 def cycle_program(kernel: str, cpus: int) -> Program:
@@ -178,7 +181,8 @@ def cycle_program(kernel: str, cpus: int) -> Program:
         return f"offline #{len(offlines)} returned {last.ret} ({last.reason})"
 
     return Program(f"offline-online-cycle({kernel}, {cpus} cpus)", setup,
-                   final_checks=[cycles_terminate, nothing_lost], max_steps=30000)
+                   final_checks=[cycles_terminate, nothing_lost], max_steps=30000,
+                   snapshot=offline_snapshot)
 
 
 register(Scenario(

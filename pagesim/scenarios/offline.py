@@ -67,6 +67,7 @@ from pagesim.model.mmzone import (
 )
 from pagesim.model.page_alloc import __free_pages, alloc_pages, drain_pages, free_unref_page_list
 from pagesim.model.pageset import set_pcp_limits
+from pagesim.model.snapshot import machine_snapshot
 from pagesim.runtime.executor import Program
 from pagesim.runtime.ops import (
     ATOMIC_ADD_IDX,
@@ -306,7 +307,17 @@ def offline_program(kernel: str, cpus: int, ops: int = DEFAULT_OPS,
         return s, threads
 
     return Program(f"{name}({kernel}, {cpus} cpus)", setup,
-                   final_checks=[offline_terminates, nothing_lost], max_steps=20000)
+                   final_checks=[offline_terminates, nothing_lost], max_steps=20000,
+                   snapshot=offline_snapshot)
+
+
+def offline_snapshot(s: OfflineState) -> dict[str, object]:
+    """The machine's facts and the pages each worker holds, for replays and reports
+    (only traced runs take it: the search never does)."""
+    facts = machine_snapshot(s.m)
+    for cpu, pages in sorted(s.held.items()):
+        facts[f"cpu{cpu} holds"] = tuple(h.pfn for h in pages)
+    return facts
 
 
 register(Scenario(
