@@ -833,3 +833,14 @@ def test_register_variant_rejects_unknown_features() -> None:
     assert "bad" not in VARIANTS
     with pytest.raises(UnknownKernelError, match="no_such_feature"):
         Kernel("x", (5, 11), (("no_such_feature", True),))
+
+
+def test_one_kernel_object_per_generation() -> None:
+    """The linked sequential forms are specialised per Kernel object, so machines of a
+    generation must share one (else every new machine links its code again)."""
+    a = simple_machine(kern="v5.11", zones=(("Normal", 1024),))
+    b = simple_machine(kern="5.11", zones=(("Normal", 1024),))
+    assert a.kernel is b.kernel is kernel(" v5.11")
+    assert kernel("v5.11-unforced") is kernel("v5.11-unforced")
+    assert kernel("v5.11-unforced") is not kernel("v5.11")
+    assert kernel("v6.1").name == "v6.1"

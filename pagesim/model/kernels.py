@@ -245,16 +245,32 @@ def register_variant(name: str, base: str, overrides: dict[str, bool], descripti
     VARIANTS[name] = (base, tuple(sorted(overrides.items())), description)
 
 
+#: the one Kernel of each release, and of each variant as registered: the sequential
+#: forms are specialised per Kernel object (pagesim.runtime.linker), so every machine of
+#: a generation must share one, or each new machine would pay for linking again
+_RELEASES: dict[str, Kernel] = {}
+_VARIANTS_MADE: dict[str, tuple[object, Kernel]] = {}
+
+
 def kernel(name: str | Kernel) -> Kernel:
-    """Resolve a kernel name (``v5.11``, ``5.11``, or a registered variant name)."""
+    """Resolve a kernel name (``v5.11``, ``5.11``, or a registered variant name); the
+    same generation gives the same object."""
     if isinstance(name, Kernel):
         return name
     key = name.strip()
-    if key in VARIANTS:
-        base, over, desc = VARIANTS[key]
-        return Kernel(key, parse_version(base), over, desc)
+    spec = VARIANTS.get(key)
+    if spec is not None:
+        made = _VARIANTS_MADE.get(key)
+        if made is None or made[0] != spec:
+            base, over, desc = spec
+            made = _VARIANTS_MADE[key] = (spec, Kernel(key, parse_version(base), over, desc))
+        return made[1]
     ver = parse_version(key)
-    return Kernel(f"v{ver[0]}.{ver[1]}", ver)
+    canonical = f"v{ver[0]}.{ver[1]}"
+    release = _RELEASES.get(canonical)
+    if release is None:
+        release = _RELEASES[canonical] = Kernel(canonical, ver)
+    return release
 
 
 #: Releases listed by ``pagesim kernels``: those where something in CHANGES begins, plus
