@@ -26,14 +26,14 @@ a busy or slower machine:
 * tracing: the same run with a tracer collecting every kmem event, against the run
   without (the ratio of CPU seconds), and the seconds to write trace.txt and trace.json.
 
-What it showed (Python 3.11, 2-core x86-64, v5.11): about 3.7 s CPU for the whole run
-and 137,000 page operations per CPU second; 0.4 s of it in the three invariant checks
-of the 4-million-page machine (which read runs of allocated pages and the tails of free
-blocks in bulk; page by page they took 2.2 s), about 75% in whole operations, which
-cost 1.2x the model-alone floor with pcp disabled (about 225,000 operations/s; 490,000
-with the pcplists on), and about 15% in the stepped runtime. The 300,000 target
-therefore needs a faster model (the buddy path that a disabled pcplist exercises on
-every operation), not a faster scheduler.
+What it showed (Python 3.11, 2-core x86-64, v5.11): about 3.6 s CPU for the whole run
+and 140,000 page operations per CPU second; 0.2 s of it in the three invariant checks
+of the 4-million-page machine (which read runs of allocated, reserved, offline and hole
+pages and the tails of free blocks in bulk; page by page they took 2.2 s), about 75% in
+whole operations, and about 15% in the stepped runtime. The model alone runs about
+280,000 operations/s with pcp disabled (620,000 with the pcplists on). The 300,000
+target therefore needs a faster model (the buddy path that a disabled pcplist exercises
+on every operation), not a faster scheduler.
 
 CPU seconds (``time.process_time``) are the measure, because other processes share the
 box; wall seconds are printed too. Usage:

@@ -69,3 +69,19 @@ def test_a_tail_page_with_a_refcount_inside_a_free_block_is_named() -> None:
     with pytest.raises(InvariantViolation,
                        match=f"pfn {head + 777:#x} inside free block {head:#x}"):
         check_invariants(m)
+
+
+def test_runs_of_reserved_pages_are_claimed_in_bulk_and_still_judged() -> None:
+    m, held = busy_machine()
+    run = held[100:400]
+    assert run == list(range(run[0], run[0] + 300))  # consecutive allocated pages
+    for pfn in run:
+        m.refcount[pfn] = 0
+        m.flags[pfn] |= PG_reserved
+    check_invariants(m)  # reserved: a place of its own
+    m.flags[run[150]] |= PG_buddy  # another flag byte splits the run: still reserved
+    check_invariants(m)
+    m.flags[run[150]] &= ~PG_buddy
+    m.flags[run[299]] &= ~PG_reserved  # the run's last page: neither reserved nor held
+    with pytest.raises(InvariantViolation, match=f"pfn {run[299]:#x} is lost"):
+        check_invariants(m)

@@ -246,6 +246,28 @@ def _allocated_run(m: Machine, zone: Zone, owner: bytearray, i: int, pfn: int) -
     return total
 
 
+def _same_run(m: Machine, owner: bytearray, i: int, pfn: int, f: int, z: int) -> int:
+    """How many pages from ``i`` on are unclaimed with flag byte ``f`` and zone byte
+    ``z`` (at least 1); the window grows from 64 pages, as in :func:`_allocated_run`."""
+    n = len(owner)
+    total = 0
+    width = 64
+    fb, zb = bytes([f]), bytes([z])
+    while i + total < n:
+        lo = i + total
+        k = min(n, lo + width) - lo
+        p = pfn + total
+        first = k
+        for seg, value in ((owner[lo:lo + k], b"\0"), (m.flags[p:p + k], fb),
+                           (m.zone_id[p:p + k], zb)):
+            first = min(first, len(seg) - len(seg.lstrip(value)))
+        total += first
+        if first < k:
+            break
+        width *= 2
+    return total
+
+
 def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
     start = zone.zone_start_pfn
     i = 0
@@ -263,15 +285,17 @@ def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
             i += run
             continue
         f = flags[pfn]
-        if m.zone_id[pfn] != zone.idx:
-            owner[i] = _OWN_OTHER_ZONE
-        elif f & PG_hole:
-            owner[i] = _OWN_HOLE
-        elif f & PG_offline:
-            owner[i] = _OWN_OFFLINE
-        elif f & PG_reserved:
-            owner[i] = _OWN_RESERVED
-        elif m.refcount[pfn] > 0:
+        z = m.zone_id[pfn]
+        if z != zone.idx or f & (PG_hole | PG_offline | PG_reserved):
+            # a place of its own, and usually a long run of them (a hole, an offline
+            # memory block): every page of the run with the same flags and zone byte
+            what = (_OWN_OTHER_ZONE if z != zone.idx else _OWN_HOLE if f & PG_hole
+                    else _OWN_OFFLINE if f & PG_offline else _OWN_RESERVED)
+            k = _same_run(m, owner, i, pfn, f, z)
+            owner[i:i + k] = bytes([what]) * k
+            i += k
+            continue
+        if m.refcount[pfn] > 0:
             order = m.private[pfn]
             _claim(zone, owner, pfn, 1 << order, _OWN_ALLOC, f"allocated block order {order}")
             i += 1 << order
@@ -290,7 +314,6 @@ def _check_remaining(m: Machine, zone: Zone, owner: bytearray) -> None:
             raise InvariantViolation(
                 "one place", f"zone {zone.name}: pfn {pfn:#x} is lost: not free, not on a "
                 "pcplist, not allocated, not reserved")
-        i += 1
 
 
 def _check_merged(m: Machine, zone: Zone) -> None:
