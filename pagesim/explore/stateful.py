@@ -178,6 +178,8 @@ def explore_stateful(program: Program, bounds: Bounds) -> Outcome:
     limit = bounds.max_steps if bounds.max_steps is not None else program.max_steps
     loops_allowed = not program.terminates
     table: dict[bytes, _Entry] = {}
+    #: one copy of each distinct summary: most states share theirs with many others
+    summaries: dict[frozenset[Access], frozenset[Access]] = {}
     on_stack: dict[bytes, list[int]] = {}
     stack: list[_SNode] = []
     bound_cut = False
@@ -262,7 +264,7 @@ def explore_stateful(program: Program, bounds: Bounds) -> Outcome:
         if budget.record(ex, counted=not cut) or stop:
             out.distinct_states = len(table)
             return out
-        if not _backtrack(stack, table, on_stack):
+        if not _backtrack(stack, table, on_stack, summaries):
             out.complete = not bound_cut
             out.distinct_states = len(table)
             return out
@@ -276,7 +278,8 @@ def _record(node: _SNode, ex: Execution, keys: _Keys) -> None:
 
 
 def _backtrack(stack: list[_SNode], table: dict[bytes, _Entry],
-               on_stack: dict[bytes, list[int]]) -> bool:
+               on_stack: dict[bytes, list[int]],
+               summaries: dict[frozenset[Access], frozenset[Access]]) -> bool:
     """As the stateless search's, and a node whose exploration is complete is stored
     with its summary and merged into its parent."""
     while stack:
@@ -291,7 +294,8 @@ def _backtrack(stack: list[_SNode], table: dict[bytes, _Entry],
                 del on_stack[node.fp]
             entry = table[node.fp]
             entry.sleeps.append(frozenset(node.sleep))
-            entry.summary = entry.summary.union(node.summary)
+            merged = entry.summary.union(node.summary)
+            entry.summary = summaries.setdefault(merged, merged)
             entry.height = max(entry.height, node.height)
             entry.tainted |= node.tainted
             entry.truncated |= node.truncated
