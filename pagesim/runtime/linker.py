@@ -55,6 +55,7 @@ import itertools
 import sys
 import textwrap
 import types
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -841,11 +842,13 @@ class _Rename(ast.NodeTransformer):
 # Where the result goes: lowering ``return``
 
 
-class _Context:
+class _Context(ABC):
     """Rewrites an inlined body's ``return`` statements for one kind of call site."""
 
+    @abstractmethod
     def result(self, value: ast.expr | None) -> list[ast.stmt]:
-        raise NotImplementedError
+        """The statements that deliver ``value`` (``None``: a bare ``return``) to the
+        call site: discarded, stored, branched on or returned by the caller."""
 
     def lower(self, stmts: list[ast.stmt], site: _Site) -> list[ast.stmt]:
         return _Lowering(self, site).block(stmts, tail=True)
@@ -888,6 +891,9 @@ class _Branch(_Context):
 
 
 class _Return(_Context):
+    def result(self, value: ast.expr | None) -> list[ast.stmt]:
+        return [ast.Return(value)]
+
     def lower(self, stmts: list[ast.stmt], site: _Site) -> list[ast.stmt]:
         # the caller returns what the callee returns: its returns are already right
         return [*stmts, ast.Return(ast.Constant(None))]
