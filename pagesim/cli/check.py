@@ -32,6 +32,7 @@ from pagesim.runtime.executor import (
 )
 from pagesim.scenarios import resolve, scenarios
 from pagesim.scenarios.allocator import AllocState
+from pagesim.trace._files import write_text_atomic
 
 DEFAULT_KERNEL = f"v{NEWEST[0]}.{NEWEST[1]}"
 COUNTEREXAMPLE_FORMAT = "pagesim-counterexample"
@@ -39,14 +40,6 @@ COUNTEREXAMPLE_FORMAT = "pagesim-counterexample"
 
 class BadCounterexample(ValueError):
     """A counterexample file that is not one, or is truncated."""
-
-
-def _write_whole(path: str, text: str) -> None:
-    # Written to a temporary file and renamed: a reader never sees half a file.
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
 
 
 class _Progress:
@@ -255,10 +248,10 @@ def add_commands(cli: click.Group) -> None:
         found = result.verdict == VIOLATION
         notes: list[str] = []
         if found and save:
-            _write_whole(save, counterexample_json(sc.name, kern, n, result, sc.source))
+            write_text_atomic(save, counterexample_json(sc.name, kern, n, result, sc.source))
             notes.append(f"schedule saved to {save} (replay it: pagesim replay {save})")
         if found and repro:
-            _write_whole(repro, reproducer(sc.source or sc.name, kern, n, result, repro))
+            write_text_atomic(repro, reproducer(sc.source or sc.name, kern, n, result, repro))
             notes.append(f"reproducer written to {repro} (run it: python {repro})")
         if found and not save:
             notes.append("pass --save FILE to keep the schedule for `pagesim replay`")

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pagesim.trace._files import write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -308,20 +308,6 @@ def plot_compare(runs: Sequence[tuple[str, dict[str, Any]]]) -> Figure:
 # Writing
 
 
-def _write_bytes_atomic(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as results.json: readable like any output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render(fig: Figure, fmt: str) -> bytes:
     """The figure as bytes; no date in the metadata, so the same results draw the same
     SVG bytes (and PNG too, with the same matplotlib and fonts)."""
@@ -355,7 +341,7 @@ def write_plots(data: dict[str, Any], out_dir: str | Path,
     if blobs:
         out.mkdir(parents=True, exist_ok=True)
     for path, blob in blobs:
-        _write_bytes_atomic(path, blob)
+        write_bytes_atomic(path, blob)
         report.written.append(path)
     return report
 
@@ -375,6 +361,6 @@ def write_compare_plot(runs: Sequence[tuple[str, dict[str, Any]]], out_dir: str 
     blobs = [(out / f"compare.{fmt}", render(fig, fmt)) for fmt in formats]
     out.mkdir(parents=True, exist_ok=True)
     for path, blob in blobs:
-        _write_bytes_atomic(path, blob)
+        write_bytes_atomic(path, blob)
         report.written.append(path)
     return report

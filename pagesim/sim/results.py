@@ -36,12 +36,11 @@ with the same machine, workload and seed writes the same bytes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pagesim.sim.runner import SimResult
+from pagesim.trace._files import write_text_atomic
 
 FORMAT = "pagesim-sim-results"
 VERSION = 1
@@ -84,20 +83,9 @@ def to_json(r: SimResult) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a
-    rename, so that a reader sees the old file or the whole new one, never a part."""
+    """Write ``text`` to ``path`` whole or not at all, making its directory first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 is for secrets, not results
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def write_results(r: SimResult, path: Path) -> None:

@@ -42,7 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pagesim.model.contig import alloc_contig_range, free_contig_range
-from pagesim.model.invariants import InvariantViolation, check_invariants
+from pagesim.model.invariants import (
+    InvariantViolation,
+    check_invariants,
+    isolated_pages_on_pcplists,
+)
 from pagesim.model.memory_hotplug import (
     block_is_online,
     hotplug_state,
@@ -816,7 +820,7 @@ class Simulation:
         s["drains"].append(self.c.drains)
         s["remote_drains"].append(self.c.remote_drains)
         s["migrations"].append(self.c.migrations)
-        s["isolated_on_pcp"].append(self._isolated_on_pcp() if self.isolating else 0)
+        s["isolated_on_pcp"].append(len(isolated_pages_on_pcplists(m)) if self.isolating else 0)
         s["offline_retries"].append(self.c.offline_retries)
 
     def in_use(self) -> int:
@@ -825,19 +829,6 @@ class Simulation:
         n += sum(len(got) for _, _, got in self._burst_free)
         return n + sum(nr for _, nr in self._contig)
 
-    def _isolated_on_pcp(self) -> int:
-        m = self.m
-        pbo = m.pageblock_order
-        n = 0
-        for z in self.zones:
-            if z.boot_pageset:
-                continue
-            for pcp in z.per_cpu_pageset:
-                for lst in pcp.lists:
-                    for pfn in lst:
-                        if m.pb_type[m.pageblock_flags[pfn >> pbo]] == MIGRATE_ISOLATE:
-                            n += 1
-        return n
 
     def _quiet(self) -> bool:
         return not self.busy_all and not self.busy_cpus

@@ -25,13 +25,21 @@ def read_text(path: str | Path) -> str:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``, so
-    a reader (or a crash) never sees half a trace."""
+    """Write ``text`` (UTF-8, newlines as given) whole or not at all: see
+    :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, blob: bytes) -> None:
+    """Write ``blob`` to a temporary file beside ``path`` and rename it over ``path``, so
+    a reader (or a crash) never sees half an output: every file pagesim writes goes
+    through here."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                               dir=target.parent or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a plain file's mode
         os.replace(tmp, target)
     except BaseException:
