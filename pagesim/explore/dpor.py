@@ -135,13 +135,9 @@ def explore_dpor(program: Program, bounds: Bounds) -> Outcome:
         while not ex.over:
             enabled = ex.enabled()
             node = _Node(list(enabled), child_sleep)
-            candidates = [t for t in enabled if t not in child_sleep]
-            if not candidates:
+            if not _first_branch(ex, node):
                 blocked = True
                 break
-            last = ex.last_tid
-            node.tid = last if last in candidates else candidates[0]
-            node.backtrack.add(node.tid)
             stack.append(node)
             child_sleep = _take_with_sleep(ex, node)
         _analyse(ex, stack)
@@ -150,6 +146,19 @@ def explore_dpor(program: Program, bounds: Bounds) -> Outcome:
         if not _backtrack(stack):
             budget.outcome.complete = True
             return budget.outcome
+
+
+def _first_branch(ex: Execution, node: _Node) -> bool:
+    """Pick the node's first branch: the thread that ran last if it may run here (no
+    preemption where none is needed), else the first thread not asleep. False if every
+    enabled thread is asleep: the run is redundant and ends."""
+    candidates = [t for t in node.enabled if t not in node.sleep]
+    if not candidates:
+        return False
+    last = ex.last_tid
+    node.tid = last if last in candidates else candidates[0]
+    node.backtrack.add(node.tid)
+    return True
 
 
 def _take_with_sleep(ex: Execution, node: _Node) -> set[str]:

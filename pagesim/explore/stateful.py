@@ -84,7 +84,13 @@ import sys
 from typing import Any
 
 from pagesim.explore.common import Bounds, Budget, Found, Outcome
-from pagesim.explore.dpor import _advance, _analyse, _Node, _take_with_sleep
+from pagesim.explore.dpor import (
+    _advance,
+    _analyse,
+    _first_branch,
+    _Node,
+    _take_with_sleep,
+)
 from pagesim.runtime.executor import (
     WRITE_KINDS,
     Execution,
@@ -223,13 +229,9 @@ def explore_stateful(program: Program, bounds: Bounds) -> Outcome:
                     break
             enabled = ex.enabled()
             node = _SNode(list(enabled), child_sleep, fp)
-            candidates = [t for t in enabled if t not in child_sleep]
-            if not candidates:
+            if not _first_branch(ex, node):
                 blocked = True
                 break
-            last = ex.last_tid
-            node.tid = last if last in candidates else candidates[0]
-            node.backtrack.add(node.tid)
             if fp is not None:
                 on_stack.setdefault(fp, []).append(len(stack))
                 table.setdefault(fp, _Entry())
