@@ -7,7 +7,7 @@ model may hard-code 512-page pageblocks or 11 orders: everything reads a Geometr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: include/linux/mmzone.h: orders up to this are "cheap" and, since 5.13, cached on pcplists.
 PAGE_ALLOC_COSTLY_ORDER = 3
@@ -33,8 +33,12 @@ class Geometry:
     cma: bool = False
     #: HPAGE_PMD_ORDER: the THP order cached on pcplists since 5.13 (0 = no THP)
     thp_order: int = 9
+    #: the largest order (MAX_PAGE_ORDER in 6.x, MAX_ORDER - 1 in 5.x): a field, not a
+    #: property, because every free into the buddy reads it
+    max_order: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_order", self.nr_orders - 1)
         if not 9 <= self.page_shift <= 16:
             raise GeometryError(f"page_shift {self.page_shift}: must be 9..16")
         if self.nr_orders < 1 or self.nr_orders > 20:
@@ -49,11 +53,6 @@ class Geometry:
                 f"(>= {self.max_order})")
         if self.thp_order < 0 or self.thp_order > self.max_order:
             raise GeometryError(f"thp_order {self.thp_order}: must be 0..{self.max_order}")
-
-    @property
-    def max_order(self) -> int:
-        """The largest order (MAX_PAGE_ORDER in 6.x, MAX_ORDER - 1 in 5.x)."""
-        return self.nr_orders - 1
 
     @property
     def pageblock_nr_pages(self) -> int:

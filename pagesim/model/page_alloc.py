@@ -341,7 +341,10 @@ def __free_one_page(m: Machine, pfn: int, zone: Zone, order: int, mt: int, fpi: 
                     continue
             break
     set_buddy_order(m, pfn, order)
-    if fpi & FPI_TO_TAIL or buddy_merge_likely(m, pfn, order):
+    to_tail = True
+    if not fpi & FPI_TO_TAIL:
+        to_tail = buddy_merge_likely(m, pfn, order)
+    if to_tail:
         add_to_free_list_tail(m, zone, pfn, order, mt)
     else:
         add_to_free_list(m, zone, pfn, order, mt)
