@@ -176,15 +176,15 @@ def bound_pairs(m: Machine) -> Callable[[int], None]:
 
 
 #: the per-pfn byte and int arrays that a pcp pair reads or writes
-_PFN_FIELDS = ("flags", "private", "index", "refcount", "zone_id", "pageblock_flags")
+PFN_FIELDS = ("flags", "private", "index", "refcount", "zone_id", "pageblock_flags")
 
 
-def as_lists(m: Machine) -> Machine:
+def as_lists(m: Machine, names: tuple[str, ...] = PFN_FIELDS) -> Machine:
     """The layout experiment: ``m`` with its per-pfn fields as Python lists (one 8-byte
     pointer a pfn each, against 1 or 4 bytes), which the model's code accepts unchanged
     because it only subscripts them. Lists are the cheapest element access Python has;
     the rows measured on such a machine say how far a layout change alone could go."""
-    for name in _PFN_FIELDS:
+    for name in names:
         setattr(m, name, list(getattr(m, name)))
     return m
 
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     pcp_pairs(list_m)(10)
     list_linked = _best_of(pcp_pairs(list_m), args.pairs)
     list_bound = _best_of(bound_pairs(list_m), args.pairs)
-    list_bytes = 8 * len(_PFN_FIELDS[:-1]) + 8  # five pointer lists and the two lru links
+    list_bytes = 8 * len(PFN_FIELDS[:-1]) + 8  # five pointer lists and the two lru links
     units = unit_costs(args.pairs)
 
     print(f"pagesim model benchmark, kernel {args.kernel}, Python {sys.version.split()[0]}")

@@ -21,7 +21,9 @@ a busy or slower machine:
   pagesets' high 0 / batch 1, which is what zone_pcp_disable() (5.11+) sets for the
   whole offline: every free then goes to the buddy and merges, every allocation splits.
   The run cannot be faster than the model it drives; the ratio of the run's
-  whole-operation rate to this floor is what the simulator itself costs;
+  whole-operation rate to this floor is what the simulator itself costs. A third
+  figure runs the pcp-disabled loop on bench_model's layout experiment, every per-pfn
+  field (the lru links too) a Python list: the most a layout change could give;
 * peak memory: the process's peak RSS, and its growth over the machine and the run;
 * tracing: the same run with a tracer collecting every kmem event, against the run
   without (the ratio of CPU seconds), and the seconds to write trace.txt and trace.json.
@@ -55,6 +57,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_model import PFN_FIELDS, as_lists
+
 from pagesim.model.migrate import hold, unmap_and_put
 from pagesim.model.mmzone import MIGRATE_MOVABLE
 from pagesim.model.page_alloc import alloc_pages
@@ -79,10 +83,14 @@ def floor_pair_seconds(n: int = 1_000_000) -> float:
     return best
 
 
-def model_alone_seconds(kernel: str, pcp_disabled: bool, n: int = 200_000) -> float:
+def model_alone_seconds(kernel: str, pcp_disabled: bool, n: int = 200_000,
+                        lists: bool = False) -> float:
     """CPU seconds per page operation of the model alone (see the module docstring):
-    ``n`` operations, alternating an allocation and a free on each of CPUs 1-6."""
+    ``n`` operations, alternating an allocation and a free on each of CPUs 1-6; with
+    ``lists``, on the layout experiment of bench_model (every per-pfn field a list)."""
     m = preset_machine(DEMO_PRESET, kernel)
+    if lists:
+        as_lists(m, (*PFN_FIELDS, "lru_next", "lru_prev"))
     zone = [z for z in m.zones if z.present_pages][-1]
     if pcp_disabled:
         set_pcp_limits(m, zone, 0, 1)
@@ -178,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     lrate = lr.counters.page_ops / max(lcpu - lsim.check_seconds, 1e-9)
     alone_on = model_alone_seconds(args.kernel, pcp_disabled=False)
     alone_off = model_alone_seconds(args.kernel, pcp_disabled=True)
+    alone_lists = model_alone_seconds(args.kernel, pcp_disabled=True, lists=True)
     # page operations of the load that ran whole (the preempted share ran stepped)
     whole = ops - r.counters.stepped_ops
     burst_rate = whole / max(sim.burst_seconds, 1e-9)
@@ -205,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the model alone, pcp disabled (high 0)   {1 / alone_off:10,.0f}  "
           f"({alone_off / floor:5.1f}x); the run's whole operations cost "
           f"{1 / burst_rate / alone_off:.2f}x that")
+    print(f"  the same, every per-pfn field a list   {1 / alone_lists:10,.0f}  "
+          f"({alone_lists / floor:5.1f}x)")
     print(f"peak RSS {rss_run:,.0f} MiB (machine +{rss_machine - rss0:,.0f} MiB, "
           f"run +{rss_run - rss_machine:,.0f} MiB)")
     if not args.no_trace:
