@@ -64,6 +64,8 @@ def pfn_max_align_down(m: Machine, pfn: int) -> int:
 
 
 def pfn_max_align_up(m: Machine, pfn: int) -> int:
+    """Round up to the larger of a max-order block and a pageblock ([K510]
+    mm/page_alloc.c:8399-8403), the unit alloc_contig_range isolates in."""
     size = max(m.geom.max_order_nr_pages, m.geom.pageblock_nr_pages)
     return (pfn + size - 1) & ~(size - 1)
 

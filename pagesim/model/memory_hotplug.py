@@ -227,6 +227,7 @@ def block_state(m: Machine, blk: MemoryBlock) -> str:
 
 
 def zone_intersects(zone: Zone, start_pfn: int, nr_pages: int) -> bool:
+    """[K510] include/linux/mmzone.h:644-654."""
     if not zone.spanned_pages:
         return False
     return start_pfn < zone.zone_end_pfn and start_pfn + nr_pages > zone.zone_start_pfn
@@ -287,7 +288,11 @@ def valid_zones(m: Machine, blk: MemoryBlock) -> list[str]:
 @kernel
 def offline_memory_block(m: Machine, block_id: int, max_retries: int | None = None) -> Gen:
     """Write "offline" to a block's state: 0 if it already is; -EINVAL if its pages are
-    in several zones (6.x memory_block_offline: no mem->zone); else offline_pages()."""
+    in several zones (6.x memory_block_offline: no mem->zone); else offline_pages().
+    The sysfs path state_store -> memory_subsys_offline -> memory_block_change_state ->
+    memory_block_action ([K510] drivers/base/memory.c:253-290, 243-251, 202-219,
+    176-200; [K619] drivers/base/memory.c:395-432, 385-393, 346-361, 325-344, and
+    memory_block_offline at 280-319)."""
     blk = memory_block(m, block_id)
     if not block_is_online(m, blk):
         return 0
@@ -299,7 +304,10 @@ def offline_memory_block(m: Machine, block_id: int, max_retries: int | None = No
 @kernel
 def online_memory_block(m: Machine, block_id: int, online_type: str = "online") -> Gen:
     """Write "online", "online_kernel" or "online_movable" to an offline block's state
-    (0 if it is online already)."""
+    (0 if it is online already): state_store -> memory_subsys_online ->
+    memory_block_change_state -> memory_block_action ([K510] drivers/base/memory.c:
+    253-290, 222-241, 202-219, 176-200; [K619] :395-432, 364-383, 346-361, 325-344,
+    and memory_block_online at 224-275)."""
     blk = memory_block(m, block_id)
     if block_is_online(m, blk):
         yield point("online_memory_block: already online")
@@ -314,19 +322,22 @@ def online_memory_block(m: Machine, block_id: int, online_type: str = "online") 
 
 @kernel
 def lru_add_drain_all(m: Machine) -> Gen:
-    """5.x, every scan round of offline: flush every CPU's LRU pagevecs. The model has
-    none, so this is only a scheduling point."""
+    """5.x, every scan round of offline: flush every CPU's LRU pagevecs ([K510]
+    mm/swap.c:762-854). The model has none, so this is only a scheduling point."""
     yield point("lru_add_drain_all")
 
 
 @kernel
 def lru_cache_disable(m: Machine) -> Gen:
-    """5.14+: stop LRU pagevec caching while offline runs (a no-op here, see above)."""
+    """5.14+: stop LRU pagevec caching while offline runs ([K619] mm/swap.c:912-934; a
+    no-op here, see lru_add_drain_all)."""
     yield point("lru_cache_disable")
 
 
 @kernel
 def lru_cache_enable(m: Machine) -> Gen:
+    """The pair of lru_cache_disable ([K619] include/linux/swap.h:358): a scheduling
+    point only."""
     yield point("lru_cache_enable")
 
 
@@ -544,8 +555,9 @@ def offline_pages(m: Machine, start_pfn: int, nr_pages: int,
 @kernel
 def _offline_pages_locked(m: Machine, hp: MemoryHotplug, start_pfn: int, end_pfn: int,
                           max_retries: int | None, on_bound: Any) -> Gen:
-    """offline_pages() between mem_hotplug_begin and mem_hotplug_done; returns
-    (ret, reason, rounds without progress)."""
+    """offline_pages() between mem_hotplug_begin and mem_hotplug_done ([K510]
+    mm/memory_hotplug.c:1452-1623; [K619] :1894-2097); returns (ret, reason, rounds
+    without progress)."""
     k = m.kernel
     nr_pages = end_pfn - start_pfn
     if any(f & PG_hole for f in m.flags[start_pfn:end_pfn]):
@@ -580,9 +592,9 @@ def _offline_pages_locked(m: Machine, hp: MemoryHotplug, start_pfn: int, end_pfn
 @kernel
 def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn: int,
                             end_pfn: int, max_retries: int | None, on_bound: Any) -> Gen:
-    """The do/while loops of offline_pages(): migrate until no movable page is left,
-    test, repeat until the test passes; returns (ret, reason, rounds without
-    progress)."""
+    """The do/while loops of offline_pages() ([K510] mm/memory_hotplug.c:1452-1623;
+    [K619] :1894-2097): migrate until no movable page is left, test, repeat until the
+    test passes; returns (ret, reason, rounds without progress)."""
     k = m.kernel
     retries = 0
     while True:
@@ -622,7 +634,8 @@ def _migrate_until_isolated(m: Machine, hp: MemoryHotplug, zone: Zone, start_pfn
 
 @kernel
 def _offline_isolated_range(m: Machine, zone: Zone, start_pfn: int, nr_pages: int) -> Gen:
-    """The success path of offline_pages() from __offline_isolated_pages on."""
+    """The success path of offline_pages() from __offline_isolated_pages on ([K510]
+    mm/memory_hotplug.c:1452-1623, [K619] :1894-2097, the code after the loops)."""
     k = m.kernel
     managed = yield from __offline_isolated_pages(m, zone, start_pfn, start_pfn + nr_pages)
     # (the nr_isolate_pageblock fixup is folded into __offline_isolated_pages)

@@ -112,7 +112,8 @@ def release(m: Machine, held: HeldPage) -> None:
 @kernel
 def unmap_and_put(m: Machine, held: HeldPage) -> Gen:
     """A task unmaps its block (zap_pte_range under the page table lock, which reads the
-    page the mapping points to *now*) and drops its reference. The reference goes in
+    page the mapping points to *now*, [K619] mm/memory.c:1824-1914) and drops its
+    reference (folio_put, then __folio_put, [K619] mm/swap.c:97-113). The reference goes in
     the same critical section: migration decides by the page's references whether it
     is mapped (the kernel's expected count in folio_migrate_mapping), so a page that is
     unmapped but still referenced would look mapped by nobody it can follow."""

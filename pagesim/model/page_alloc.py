@@ -114,13 +114,16 @@ class BadPage(ModelError):
 
 @inline
 def get_pageblock_migratetype(m: Machine, pfn: int) -> int:
-    """The block's type, read with ``zone->lock`` held (every writer holds it too)."""
+    """The block's type, read with ``zone->lock`` held (every writer holds it too)
+    ([K510] include/linux/mmzone.h:93 get_pageblock_migratetype)."""
     return m.pb_type[m.pageblock_flags[pfn >> m.pageblock_order]]
 
 
 @kernel
 def get_pfnblock_migratetype(m: Machine, pfn: int) -> Gen:
-    """The block's type, read locklessly (the free path reads it with IRQs on)."""
+    """The block's type, read locklessly (the free path reads it with IRQs on)
+    ([K510] mm/page_alloc.c:532-535 get_pfnblock_migratetype; [K619] :471-484, where
+    the isolate bit of 6.17+ wins)."""
     bits = yield READ_ONCE_IDX(m.pageblock_flags, pfn >> m.pageblock_order, "pageblock")
     return m.pb_type[bits]
 
@@ -146,7 +149,8 @@ def set_pageblock_migratetype(m: Machine, pfn: int, mt: int) -> Gen:
 
 
 def has_isolate_pageblock(zone: Zone) -> bool:
-    """5.x: whether the zone has isolated blocks (protected by ``zone->lock``)."""
+    """5.x: whether the zone has isolated blocks (protected by ``zone->lock``) ([K510]
+    include/linux/page-isolation.h:6-9)."""
     return zone.nr_isolate_pageblock > 0
 
 
@@ -156,16 +160,19 @@ def has_isolate_pageblock(zone: Zone) -> bool:
 
 
 def set_buddy_order(m: Machine, pfn: int, order: int) -> None:
+    """Mark a free block's head with its order ([K510] mm/page_alloc.c:797-801)."""
     m.private[pfn] = order
     m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | PG_buddy
 
 
 def buddy_order(m: Machine, pfn: int) -> int:
+    """[K510] mm/internal.h:275-279."""
     return m.private[pfn]
 
 
 def page_is_buddy(m: Machine, pfn: int, buddy: int, order: int) -> bool:
-    """The buddy is a free block of exactly this order in the same zone."""
+    """The buddy is a free block of exactly this order in the same zone ([K510]
+    mm/page_alloc.c:816-835)."""
     return (buddy < m.end_pfn and m.flags[buddy] & PG_buddy != 0
             and m.private[buddy] == order and m.zone_id[buddy] == m.zone_id[pfn])
 
@@ -191,10 +198,12 @@ def __add_to_free_list(m: Machine, zone: Zone, pfn: int, order: int, mt: int,
 
 
 def add_to_free_list(m: Machine, zone: Zone, pfn: int, order: int, mt: int) -> None:
+    """At the head of free_list[mt] ([K510] mm/page_alloc.c:888-895)."""
     __add_to_free_list(m, zone, pfn, order, mt, False)
 
 
 def add_to_free_list_tail(m: Machine, zone: Zone, pfn: int, order: int, mt: int) -> None:
+    """At the tail, where it stays longest ([K510] mm/page_alloc.c:898-905)."""
     __add_to_free_list(m, zone, pfn, order, mt, True)
 
 
@@ -210,7 +219,8 @@ def _unlink(m: Machine, pfn: int) -> None:
 
 
 def move_to_free_list(m: Machine, zone: Zone, pfn: int, order: int, mt: int) -> None:
-    """list_move_tail onto free_list[mt] of this order ([K510] move_to_free_list)."""
+    """list_move_tail onto free_list[mt] of this order ([K510] mm/page_alloc.c:912-918
+    move_to_free_list)."""
     _unlink(m, pfn)
     head = zone.free_list_base + order * MIGRATE_TYPES + mt
     last = m.lru_prev[head]
@@ -221,6 +231,8 @@ def move_to_free_list(m: Machine, zone: Zone, pfn: int, order: int, mt: int) -> 
 
 
 def del_page_from_free_list(m: Machine, zone: Zone, pfn: int, order: int) -> None:
+    """Unlink, clear PageBuddy and the order, nr_free-- ([K510] mm/page_alloc.c:
+    920-931)."""
     _unlink(m, pfn)
     m.flags[pfn] &= ~PG_buddy
     m.private[pfn] = 0
@@ -228,13 +240,15 @@ def del_page_from_free_list(m: Machine, zone: Zone, pfn: int, order: int) -> Non
 
 
 def get_page_from_free_area(m: Machine, zone: Zone, order: int, mt: int) -> int:
-    """The first block on free_list[mt] of this order, or -1."""
+    """The first block on free_list[mt] of this order, or -1 ([K510]
+    include/linux/mmzone.h:101-106)."""
     head = zone.free_list_base + order * MIGRATE_TYPES + mt
     first = m.lru_next[head]
     return -1 if first == head else first
 
 
 def free_area_empty(m: Machine, zone: Zone, order: int, mt: int) -> bool:
+    """[K510] include/linux/mmzone.h:108-111."""
     head = zone.free_list_base + order * MIGRATE_TYPES + mt
     return m.lru_next[head] == head
 
@@ -267,6 +281,7 @@ def set_pcppage_migratetype(m: Machine, pfn: int, mt: int) -> None:
 
 @inline
 def get_pcppage_migratetype(m: Machine, pfn: int) -> int:
+    """The type the pcp free path cached ([K510] mm/page_alloc.c:226-229)."""
     return m.index[pfn]
 
 
@@ -399,7 +414,8 @@ def split_large_buddy(m: Machine, zone: Zone, pfn: int, order: int, fpi: int) ->
 
 
 def free_pages_prepare(m: Machine, pfn: int, order: int) -> bool:
-    """Check that the block may be freed and clear its allocated state.
+    """Check that the block may be freed and clear its allocated state ([K510]
+    mm/page_alloc.c:1205-1283).
 
     The kernel's checks find a page that is already free, or still mapped; here a free
     of a block that is not an allocated block of that order is ``bad_page``.
@@ -723,8 +739,10 @@ def free_unref_page_list(m: Machine, pfns: list[int]) -> Gen:
 @kernel
 def _free_unref_page_locked(m: Machine, pfn: int) -> Gen:
     """6.x batched free of one prepared page: bypass isolated blocks, else trylock this
-    CPU's pcp (failure: buddy). The kernel keeps one lock across pages of a zone; the
-    model takes it per page, which only adds interleavings."""
+    CPU's pcp (failure: buddy) (the second loop of free_unref_page_list in 6.0-6.9,
+    free_unref_folios in [K619] mm/page_alloc.c:3017-3108). The kernel keeps one lock
+    across pages of a zone; the model takes it per page, which only adds
+    interleavings."""
     k = m.kernel
     zone = page_zone(m, pfn)
     mt = get_pcppage_migratetype(m, pfn)
@@ -1148,7 +1166,8 @@ def rmqueue_buddy(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int)
 
 @kernel
 def rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> Gen:
-    """Take a block from ``zone``: pcplist for pcp orders, else the buddy."""
+    """Take a block from ``zone``: pcplist for pcp orders, else the buddy ([K510]
+    mm/page_alloc.c:3423-3491; [K619] :3393-3420)."""
     k = m.kernel
     pfn = -1
     if pcp_allowed(m, order) and (
@@ -1160,9 +1179,10 @@ def rmqueue(m: Machine, zone: Zone, order: int, mt: int, alloc_flags: int) -> Ge
 
 
 def prep_new_page(m: Machine, pfn: int, order: int, mt: int) -> None:
-    """The allocated block (its caller has set the refcount to 1): the order
-    remembered as compound pages do, and movable allocations marked migratable (a model
-    assumption: a page allocated MOVABLE is on the LRU or __PageMovable)."""
+    """The allocated block (its caller has set the refcount to 1; [K510]
+    mm/page_alloc.c:2282-2303): the order remembered as compound pages do, and
+    movable allocations marked migratable (a model assumption: a page allocated
+    MOVABLE is on the LRU or __PageMovable)."""
     m.private[pfn] = order
     m.flags[pfn] = (m.flags[pfn] & ~PG_transit) | (PG_lru if mt == MIGRATE_MOVABLE else 0)
 
@@ -1170,9 +1190,12 @@ def prep_new_page(m: Machine, pfn: int, order: int, mt: int) -> None:
 @kernel
 def zone_watermark_ok(m: Machine, zone: Zone, order: int, mark: int, highest_zoneidx: int,
                       alloc_flags: int) -> Gen:
-    """__zone_watermark_ok, simplified: enough free pages above the mark and the lowmem
-    reserve, and for order > 0 a free block that large on a usable list. The counter is
-    read locklessly, as the kernel does."""
+    """__zone_watermark_ok, simplified ([K510] mm/page_alloc.c:3596-3658; [K619]
+    :3585-3661): enough free pages above the mark and the lowmem reserve, and for
+    order > 0 a free block that large on a usable list. The counter is read
+    locklessly, as the kernel does. Left out: the ALLOC_HIGH/HARDER/OOM discounts of
+    the mark (no caller in the model sets those flags) and the highatomic reserve (the
+    model never reserves highatomic blocks: nr_reserved_highatomic stays 0)."""
     free_pages = yield READ_ONCE(zone, "nr_free_pages")
     free_pages -= (1 << order) - 1
     if not alloc_flags & ALLOC_CMA:
@@ -1195,7 +1218,9 @@ def zone_watermark_ok(m: Machine, zone: Zone, order: int, mark: int, highest_zon
 @kernel
 def get_page_from_freelist(m: Machine, order: int, mt: int, highest_zoneidx: int,
                            alloc_flags: int) -> Gen:
-    """Try each populated zone from ``highest_zoneidx`` down (a one-node zonelist)."""
+    """Try each populated zone from ``highest_zoneidx`` down (a one-node zonelist)
+    ([K510] mm/page_alloc.c:3790-3938; [K619] :3790-3986, without the dirty-limit,
+    node-reclaim and fragmentation-avoidance branches)."""
     for idx in range(min(highest_zoneidx, len(m.zones) - 1), -1, -1):
         zone = m.zones[idx]
         if not zone.present_pages:
@@ -1219,7 +1244,8 @@ def get_page_from_freelist(m: Machine, order: int, mt: int, highest_zoneidx: int
 @kernel
 def alloc_pages(m: Machine, order: int, mt: int = MIGRATE_MOVABLE,
                 highest_zoneidx: int = 2, alloc_flags: int = 0) -> Gen:
-    """Allocate a block; returns its pfn or -1.
+    """Allocate a block; returns its pfn or -1 (__alloc_pages_nodemask, [K510]
+    mm/page_alloc.c:4919-4980; __alloc_frozen_pages_noprof, [K619] :5204-5266).
 
     The fast path checks the low watermark; the model's slow path retries against the
     min watermark and gives up (no reclaim, compaction or OOM: the model has no page

@@ -104,7 +104,8 @@ REPORT_FAILURE = 0x2
 
 
 def pfn_to_online_page(m: Machine, pfn: int) -> bool:
-    """Whether ``pfn`` has a struct page in an online section that belongs to a zone.
+    """Whether ``pfn`` has a struct page in an online section that belongs to a zone
+    ([K510] include/linux/memory_hotplug.h:24 pfn_to_online_page).
 
     Holes inside an online section have struct pages (reserved ones) in the kernel, so
     they count; pfns of offline sections (PG_offline) and pfns in no zone do not."""
