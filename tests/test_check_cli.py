@@ -196,3 +196,68 @@ def test_toys_give_their_documented_answer(s: str) -> None:
     else:
         assert result.verdict == "violation"
         assert sc.expected in (result.property, "violation")
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input names its place: the counterexample file, the output that cannot be written
+
+
+def _ce(**over: Any) -> str:
+    data = {"format": "pagesim-counterexample", "version": 1, "scenario": "toy-lost-update",
+            "kernel": "v6.19", "cpus": 2, "schedule": [["cpu0", None]]}
+    data.update(over)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (_ce(kernel="v9.9"), "unknown kernel 'v9.9'"),
+    (_ce(cpus=0), "scenario toy-lost-update runs on 2 to 4 CPUs, not 0"),
+    (_ce(scenario="no-such"), "unknown scenario 'no-such'"),
+    (_ce(version=7), "unsupported counterexample version 7"),
+    (_ce(scenario_file="/nonexistent/s.toml"), "its scenario file /nonexistent/s.toml: "),
+    ('{"format": "pagesim-counterexample", "vers', "not a pagesim counterexample"),
+])
+def test_replay_errors_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "ce.json"
+    f.write_text(text)
+    code, out, err = run("replay", str(f))
+    assert code == 2 and out == ""
+    assert err.startswith(f"pagesim: error: {f}: {message}") and err.count("\n") == 1, err
+
+
+def test_replay_of_binary_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "ce.json"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    code, _, err = run("replay", str(f))
+    assert code == 2 and err.startswith(f"pagesim: error: {f}: not text")
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("missing/ce.json", "missing/ce.json: cannot write: {tmp}/missing does not exist"),
+    ("sub", "sub: is a directory, not a file"),
+])
+def test_save_where_it_cannot_names_the_output(tmp_path: Path, where: str,
+                                               message: str) -> None:
+    (tmp_path / "sub").mkdir()
+    target = tmp_path / where
+    code, out, err = run("check", "toy-lost-update", "--save", str(target))
+    assert code == 2 and out == ""
+    assert err == f"pagesim: error: {tmp_path}/{message.format(tmp=tmp_path)}\n"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_save_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    link.symlink_to(real)
+    code, _, _ = run("check", "toy-lost-update", "--save", str(link))
+    assert code == 1
+    assert link.is_symlink() and json.loads(real.read_text())["scenario"] == "toy-lost-update"
+
+
+def test_negative_seed_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from pagesim.cli.main import main
+    with pytest.raises(SystemExit) as info:
+        main(["check", "toy-lost-update", "--strategy", "random", "--seed", "-1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Invalid value for '--seed': -1" in err

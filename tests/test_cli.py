@@ -137,3 +137,105 @@ def test_entry_point_exit_codes() -> None:
     assert rc("check", "toy-lost-update") == 1
     assert rc("check", "toy-locked-counter") == 0
     assert rc("kernels") == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged /proc files the parsers accept line by line: one line naming file (and line),
+# never a machine built from what the file does not say
+
+
+def _edited(tmp_path: Path, src: Path, old: str, new: str, count: int = 1) -> str:
+    text = src.read_text()
+    assert old in text
+    f = tmp_path / src.name
+    f.write_text(text.replace(old, new, count))
+    return str(f)
+
+
+@pytest.mark.parametrize(("old", "new", "count", "message"), [
+    ("    cpu: 1\n", "    cpu: 0\n", 1, "zoneinfo.txt:90: cpu 0 after cpu 0: the kernel "
+     "lists CPUs in increasing order"),
+    ("    cpu: 1\n", "    cpu: 5000\n", 1, "zoneinfo.txt:136: cpu 1: the zones above list "
+     "cpu 5000 here"),
+    ("              count:    63\n", "              count:    -3\n", 1,
+     "zoneinfo.txt:130: count: -3 is impossible"),
+    ("              batch:    63\n", "              batch:    0\n", 1,
+     "zoneinfo.txt:132: batch: 0 is impossible"),
+    ("              high:     0\n", "              high:     -1\n", 1,
+     "zoneinfo.txt:85: high: -1 is impossible"),
+    ("pages free     772745", "pages free     999999999", 1,
+     "zoneinfo.txt: zone DMA32: pages free 999999999 > managed 772808"),
+    ("min      10036", "min      99999999", 1,
+     "zoneinfo.txt: zone DMA32: watermark min 99999999 > low 12545"),
+    ("protection: (0, 3018, 5066, 5066, 5066)", "protection: (0, 3018)", 1,
+     "zoneinfo.txt: zone DMA: protection lists 2 values, one per zone (5) expected"),
+    ("zone   Normal", "zone   Banana", 1, "zoneinfo.txt: zone 'Banana': not a zone of x86-64"),
+])
+def test_damaged_zoneinfo_is_one_line(tmp_path: Path, old: str, new: str, count: int,
+                                      message: str) -> None:
+    f = _edited(tmp_path, HOST / "zoneinfo.txt", old, new, count)
+    code, out, err = run("zoneinfo", "--from", f)
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("pagesim: error:")]
+    assert len(errors) == 1 and f"{tmp_path}/{message}" in errors[0], err
+    assert "Traceback" not in err
+
+
+def test_zoneinfo_with_an_offline_cpu(tmp_path: Path) -> None:
+    """CPU 1 offline (the file lists 0 and 2): no silent renumbering or recounting;
+    with --cpus the numbering is kept and CPU 2's pcps stay CPU 2's."""
+    f = _edited(tmp_path, HOST / "zoneinfo.txt", "    cpu: 1\n", "    cpu: 2\n", -1)
+    code, out, err = run("zoneinfo", "--from", f)
+    assert code == 2 and out == ""
+    assert f"pagesim: error: {f}: pagesets of CPUs 0, 2: a CPU in between is offline" in err
+    code, out, _ = run("zoneinfo", "--from", f, "--cpus", "3")
+    assert code == 0
+    assert out.count("    cpu: 2\n") == 3  # DMA, DMA32, Normal
+    assert "    cpu: 2\n              count:    0\n              high:     0\n" \
+           "              batch:    63\n" in out
+
+
+@pytest.mark.parametrize(("src", "old", "new", "flag", "message"), [
+    # cut at a line boundary: the Normal zone's line is missing
+    ("buddyinfo.txt", "Node 0, zone   Normal    832", "", "--buddyinfo",
+     "buddyinfo.txt:3: unexpected end of file: expected zone Normal"),
+    ("buddyinfo.txt", "zone   Normal", "zone   Banana", "--buddyinfo",
+     "buddyinfo.txt:3: node 0 zone Banana, expected node 0 zone Normal"),
+    ("pagetypeinfo.txt", "Pages per block:  512", "Pages per block:  511", "--pagetypeinfo",
+     "pagetypeinfo.txt:2: pages per block 511: a pageblock of order 9 has 512"),
+    ("pagetypeinfo.txt", "Page block order: 9", "Page block order: 99", "--pagetypeinfo",
+     "pagetypeinfo.txt:1: page block order 99 is impossible"),
+    ("pagetypeinfo.txt", "    Unmovable", "    Unmovabel", "--pagetypeinfo",
+     "pagetypeinfo.txt: unknown migratetype 'Unmovabel'"),
+    ("pagetypeinfo.txt", "zone   Normal", "zone   Banana", "--pagetypeinfo",
+     "pagetypeinfo.txt: lists zones DMA, DMA32, Banana; the zoneinfo's populated zones "
+     "are DMA, DMA32, Normal"),
+])
+def test_other_files_must_describe_the_zoneinfo(tmp_path: Path, src: str, old: str,
+                                                new: str, flag: str, message: str) -> None:
+    text = (HOST / src).read_text()
+    if new == "":  # drop the whole line
+        text = "".join(line for line in text.splitlines(keepends=True) if old not in line)
+    else:
+        text = text.replace(old, new)
+    f = tmp_path / src
+    f.write_text(text)
+    code, out, err = run("pagetypeinfo", "--from", str(HOST / "zoneinfo.txt"), flag, str(f))
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("pagesim: error:")]
+    assert len(errors) == 1 and f"{tmp_path}/{message}" in errors[0], err
+
+
+def test_binary_input_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "bin"
+    f.write_bytes(b"\xff\xfe\x00garbage")
+    code, _, err = run("buddyinfo", "--from", str(HOST / "zoneinfo.txt"), "--buddyinfo",
+                       str(f))
+    assert code == 2
+    assert f"pagesim: error: {f}: not text" in err
+
+
+def test_demo_without_kernels() -> None:
+    code, out, err = run("demo", "--kernel", ",")
+    assert code == 2 and out == ""
+    assert err == "pagesim: error: --kernel: give at least one generation\n"

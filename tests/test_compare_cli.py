@@ -50,6 +50,11 @@ def test_compare_table_has_a_header_and_a_row_per_kernel() -> None:
     (["compare", "toy-lost-update", "--kernels", ","], "--kernels lists no kernel"),
     (["compare", "toy-lost-update", "--time-limit", "0"], "--time-limit must be positive"),
     (["compare", "toy-lost-update", "--strategy", "bogus"], "unknown strategy"),
+    # were run as if valid: two identical rows, and a NaN time limit
+    (["compare", "toy-lost-update", "--kernels", "v6.19,v6.19"],
+     "--kernels: v6.19 is given twice"),
+    (["compare", "toy-lost-update", "--time-limit", "nan"],
+     "--time-limit must be positive, not nan"),
 ])
 def test_compare_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     p = subprocess.run([sys.executable, "-c", "from pagesim.cli.main import main; main()",

@@ -227,6 +227,16 @@ def test_builtin_workload_by_name_and_scenario_form_unchanged() -> None:
     (["compare", "--workload", "nothing-like-this"], "neither a file nor a built-in"),
     (["compare", "--workload", "offline-under-load", "--preset", "4g-2cpu",
       "--zoneinfo", "zi.txt"], "alternatives"),
+    # were run as if valid
+    (["compare", "--workload", "offline-under-load", "--kernels", "v6.19",
+      "--sysctl", "percpu_pagelist_high_fraction=99999999999999999999"],
+     "does not fit the sysctl's int"),
+    (["compare", "--workload", "offline-under-load", "--cpus", "5000"],
+     "--cpus must be 1..1024, not 5000"),
+    (["compare", "--workload", "offline-under-load", "--seed", "-1"],
+     "Invalid value for '--seed': -1"),
+    (["compare", "--workload", "offline-under-load", "--kernels", "v6.19",
+      "--out", "/proc/no-such-dir"], "/proc/no-such-dir: cannot create the directory"),
 ])
 def test_bad_combinations_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     argv = args if args else ["compare"]

@@ -160,10 +160,28 @@ def _missing(_: Path, tmp_path: Path) -> Path:
     return tmp_path / "nope.json"
 
 
+def _series_not_a_list(results_file: Path, tmp_path: Path) -> Path:
+    doc = json.loads(results_file.read_text())
+    doc["samples"]["pcp_pages"] = 5  # was a TypeError traceback
+    p = tmp_path / "damaged.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def _events_not_a_list(results_file: Path, tmp_path: Path) -> Path:
+    doc = json.loads(results_file.read_text())
+    doc["events"] = "none"
+    p = tmp_path / "damaged.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
 @pytest.mark.parametrize(("make", "problem"), [
     (_truncated, "not JSON"),
     (_not_results, "not a pagesim results file"),
     (_missing, "no such file"),
+    (_series_not_a_list, "samples.pcp_pages: expected a list of lists of numbers"),
+    (_events_not_a_list, "events: expected a list"),
 ])
 def test_pagesim_plot_bad_input_is_one_line(results_file: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str],
@@ -176,6 +194,17 @@ def test_pagesim_plot_bad_input_is_one_line(results_file: Path, tmp_path: Path,
     assert err.startswith(f"pagesim: error: {bad}: ") and problem in err
     assert err.count("\n") == 1
     assert not (tmp_path / "pics").exists()
+
+
+def test_pagesim_plot_out_that_cannot_be_made(results_file: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["plot", str(results_file), "--out", str(blocker / "pics")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (f"pagesim: error: {blocker}/pics: cannot create the "
+                                       "directory: Not a directory\n")
 
 
 def test_pagesim_plot_bad_format(results_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

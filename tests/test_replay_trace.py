@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,11 @@ def test_cli_summary_and_outputs(tmp_path: Path) -> None:
     (synthetic(alloc_line(1, 0, 5).replace("order=0", "order=x")), ["--preset", "4g-2cpu"],
      "log.txt:13: malformed mm_page_alloc line"),
     (synthetic(alloc_line(1, 3, 5)), ["--preset", "4g-2cpu"], "log.txt:13: event on CPU 3"),
+    # a damaged timestamp or CPU column: the allocation was silently dropped
+    (synthetic(alloc_line(1, 0, 5).replace("[000]", "[0x0]")), ["--preset", "4g-2cpu"],
+     "log.txt:13: malformed mm_page_alloc line: expected 'TASK-PID [CPU] FLAGS"),
+    (synthetic(re.sub(r"\d+\.\d{6}:", "abc:", alloc_line(1, 0, 5))),
+     ["--preset", "4g-2cpu"], "log.txt:13: malformed mm_page_alloc line"),
     (synthetic(alloc_line(1, 0, 5)), ["--preset", "4g-2cpu", "--out", "nowhere"],
      "no such directory"),
     (synthetic(alloc_line(1, 0, 5)), ["--kernel", "v9.9"], "unknown kernel"),

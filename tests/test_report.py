@@ -379,3 +379,34 @@ def test_damaged_trace_is_named_and_an_old_report_survives(
     (run / "results.json").write_text('{"format": "pagesim-sim-results", "version": 9}')
     err = _one_line_error(["report", str(run)], capsys)
     assert "results.json: unsupported results version 9" in err
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("machine", 5, "machine: expected an object"),  # were AttributeError tracebacks
+    ("summary", 5, "summary: expected an object"),
+    ("workload", "x", "workload: expected an object"),
+])
+def test_damaged_results_are_named(traced_run: Path, tmp_path: Path, key: str, value: Any,
+                                   message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads((traced_run / "results.json").read_text())
+    doc[key] = value
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps(doc))
+    err = _one_line_error(["report", str(bad), "-o", str(tmp_path / "r.html")], capsys)
+    assert err == f"pagesim: error: {bad}: {message}\n"
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("kernel", "v9.9", "unknown kernel 'v9.9'"),
+    ("cpus", 0, "runs on 2 to 4 CPUs, not 0"),
+])
+def test_counterexample_that_cannot_be_rebuilt_names_its_file(
+        tmp_path: Path, key: str, value: Any, message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ce = tmp_path / "ce.json"
+    ce.write_text(json.dumps({"format": "pagesim-counterexample", "version": 1,
+                              "scenario": "toy-lost-update", "kernel": "v6.19", "cpus": 2,
+                              "schedule": [["cpu0", None]], key: value}))
+    err = _one_line_error(["report", str(ce), "-o", str(tmp_path / "r.html")], capsys)
+    assert err.startswith(f"pagesim: error: {ce}: ") and message in err

@@ -528,3 +528,20 @@ def test_cli_bad_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert code == 2 and err.startswith("pagesim: error: ") and "no such file" in err
     code, _, err = run("check", str(EXAMPLE), "--cpus", "9")
     assert code == 2 and "runs on 1 to 8 CPUs, not 9" in err
+
+
+def test_cli_cut_or_binary_file_names_file_and_line(tmp_path: Path) -> None:
+    """A file cut short is a syntax error at its end: its last line, not "end of
+    document"; bytes that are not text name the file (not just "not text")."""
+    text = EXAMPLE.read_text()
+    f = tmp_path / "cut.toml"
+    f.write_text(text[:text.index("program = [{ offline") + len("program = [{ off")])
+    code, out, err = run("check", str(f))
+    last = f.read_text().count("\n") + 1
+    assert code == 2 and out == ""
+    assert err.startswith(f"pagesim: error: {f}:{last}: ") and "end of the file" in err
+    assert err.count("\n") == 1
+    f.write_bytes(b"name = \"x\"\n\xff\xfe\n")
+    code, _, err = run("check", str(f))
+    assert code == 2 and err == (f"pagesim: error: {f}: not a TOML file (byte 11 is not "
+                                 "UTF-8 text)\n")

@@ -114,7 +114,8 @@ def test_toml_syntax_error_is_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "[workload\nname = 1\n")
     with pytest.raises(WorkloadError) as info:
         load_workload(path)
-    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    # the line, as for a scenario file
+    assert str(info.value).startswith(f"{path}:1: ") and "\n" not in str(info.value)
 
 
 def test_workload_checked_against_the_machine() -> None:
@@ -307,3 +308,117 @@ def test_cli_bad_workload_leaves_no_files(tmp_path: Path,
     assert err == f"pagesim: error: {wl}: mix[0].cpus: CPU 2 does not exist (the machine " \
                   "has 2)\n"
     assert not out.exists() or not any(out.iterdir())
+
+
+# =======================================================================================
+# Impossible workloads and parameters: one line, before anything runs
+
+
+SMALL_MACHINE = "[machine]\nzone_pages = 65536\nsection_order = 15\n"
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    ("[workload]\nload = nan\n[[mix]]\n", "workload.load", "expected a number >= 0, got nan"),
+    ("[workload]\nload = 1e308\n[[mix]]\n", "workload.load", "must be at most 1e+09"),
+    ("[[mix]]\nweight = nan\n", "mix[0].weight", "expected a number > 0, got nan"),
+    ("[[mix]]\norders = { 0 = inf }\n", "mix[0].orders.0", "expected a weight >= 0"),
+    ("[workload]\nname = 5\n[[mix]]\n", "workload.name", "expected a string, got 5"),
+    ("[workload]\ncpus = 5000\n[[mix]]\n", "workload.cpus", "must be at most 1024"),
+    ("[workload]\nname = 'x'\n", "workload", "nothing to run"),
+    ("", "workload", "nothing to run"),
+    ("[workload]\nduration = 100\n[[burst]]\nat = 100\ncpu = 0\ncount = 1\n",
+     "burst[0].at", "step 100 is not before the end of the run"),
+    ("[[event]]\nat = 99999999\ncpu = 0\nop = 'offline'\nblock = 1\n", "event[0].at",
+     "past the last step a run may take (workload.max_steps 20000000)"),
+])
+def test_impossible_workloads_name_file_key_and_problem(tmp_path: Path, text: str, key: str,
+                                                        problem: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(WorkloadError) as info:
+        load_workload(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: {key}: ") and problem in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(("body", "key", "problem"), [
+    ("[[mix]]\nprefill = 40000\n", "mix.prefill",
+     "the prefills need at least 80000 pages; the machine manages 65536"),
+    ("[[burst]]\nat = 10\ncpu = 0\ncount = 99999999\n", "burst[0].count",
+     "99999999 blocks of order 0 are 99999999 pages; the machine manages 65536"),
+    ("[[event]]\nat = 10\ncpu = 0\nop = 'offline'\nblock = 9\n", "event[0].block",
+     "memory block 9 does not exist (the machine's memory blocks: 0-1)"),
+    ("[[event]]\nat = 10\ncpu = 0\nop = 'alloc_contig'\nstart_pfn = 65000\nnr_pages = 1024\n",
+     "event[0]", "alloc_contig of pfns [65000, 66024) runs past the machine's last pfn, 65535"),
+])
+def test_workload_beyond_the_machine_is_bad_input(tmp_path: Path, body: str, key: str,
+                                                  problem: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: a prefill or burst bigger than the machine ran for ever one failing
+    allocation at a time, a missing block 'failed -22' and a contiguous range past the
+    machine was reported as the model failing (exit 1)."""
+    wl = _write(tmp_path, "[workload]\nduration = 1000\ncpus = 2\n" + SMALL_MACHINE + body)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--kernel", "v6.19", "--workload", str(wl), "--out", str(out)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"pagesim: error: {wl}: {key}: {problem}\n"
+    assert not out.exists()
+
+
+def test_a_burst_without_load_runs_at_its_step(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: with no [[mix]] the clock jumped to the first sample, past the end of a
+    short run, and the burst never ran."""
+    wl = _write(tmp_path, "[workload]\nduration = 100\ncpus = 1\n" + SMALL_MACHINE +
+                "[[burst]]\nat = 10\ncpu = 0\ncount = 5\nhold = 20\n")
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--kernel", "v6.19", "--workload", str(wl), "--json"])
+    assert info.value.code == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["allocs"] == 5 and summary["frees"] == 5
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--seed", "-1"], "Invalid value for '--seed': -1 is not in the range x>=0"),
+    (["--kernel", "v6.19,v6.19"], "--kernel: v6.19 is given twice"),
+])
+def test_cli_impossible_parameters(tmp_path: Path, args: list[str], message: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    wl = _write(tmp_path, SMALL_TOML)
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--preset", "4g-2cpu", "--workload", str(wl), *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_cli_out_that_cannot_be_made_fails_before_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wl = _write(tmp_path, SMALL_TOML)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--preset", "4g-2cpu", "--kernel", "v6.19", "--workload", str(wl),
+              "--out", str(blocker / "out")])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no table: it did not run
+    assert err == f"pagesim: error: {blocker}/out: cannot create the directory: Not a " \
+                  "directory\n"
+
+
+def test_damaged_series_is_a_results_error(tmp_path: Path) -> None:
+    m = preset_machine("4g-2cpu", "v6.19")
+    r = Simulation(m, Workload(duration=1000, sample_every=200, mixes=[Mix(cpus="all")]),
+                   1).run()
+    path = tmp_path / RESULTS_NAME
+    write_results(r, path)
+    doc = json.loads(path.read_text())
+    doc["samples"]["pcp_pages"] = 5  # was a TypeError
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ResultsError, match=r"samples\.pcp_pages: expected a list of lists"):
+        load_results(path)
+    doc["samples"]["pcp_pages"] = [["x"]] * len(doc["samples"]["step"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ResultsError, match=r"samples\.pcp_pages: expected a list of lists"):
+        load_results(path)

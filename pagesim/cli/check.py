@@ -32,7 +32,7 @@ from pagesim.runtime.executor import (
 )
 from pagesim.scenarios import resolve, scenarios
 from pagesim.scenarios.allocator import AllocState
-from pagesim.trace._files import write_text_atomic
+from pagesim.trace._files import read_text, write_text_atomic
 
 DEFAULT_KERNEL = f"v{NEWEST[0]}.{NEWEST[1]}"
 COUNTEREXAMPLE_FORMAT = "pagesim-counterexample"
@@ -214,7 +214,8 @@ def add_commands(cli: click.Group) -> None:
     @click.option("--strategy", default="dpor", show_default=True,
                   help=f"one of {', '.join(STRATEGIES)}; dpor and stateful (which "
                   "also cuts revisited states) are exhaustive")
-    @click.option("--seed", type=int, default=None, help="seed of random and pct")
+    @click.option("--seed", type=click.IntRange(min=0), default=None,
+                  help="seed of random and pct")
     @click.option("--max-executions", type=int, default=None, help="stop after N executions")
     @click.option("--max-steps", type=int, default=None, help="steps per execution")
     @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
@@ -287,8 +288,16 @@ def add_commands(cli: click.Group) -> None:
         step.
 
         Exit status: 1 when the violation reproduces, 0 when it does not."""
-        scenario, kern, cpus, schedule = load_counterexample(Path(file).read_text())
-        prog = resolve(scenario).program(kernel_of(kern).name, cpus)
+        try:
+            scenario, kern, cpus, schedule = load_counterexample(read_text(file))
+            prog = resolve(scenario).program(kernel_of(kern).name, cpus)
+        except ValueError as e:  # what the file says is wrong: name the file
+            msg = str(e)
+            raise BadCounterexample(msg if msg.startswith(f"{file}:") else f"{file}: {msg}") \
+                from None
+        except OSError as e:  # its scenario file
+            raise BadCounterexample(f"{file}: its scenario file {e.filename}: "
+                                    f"{e.strerror}") from None
         lines = [f"replaying {scenario} ({kern}, {cpus} CPUs), {len(schedule)} steps"]
         last = ""
 

@@ -31,6 +31,8 @@ from pagesim.sim.compare import format_table as format_workload_table
 from pagesim.sim.compare import row as workload_row
 from pagesim.sim.demo import DEMO_KERNELS, DEMO_PRESET, DEMO_SEED, resolve_workload
 from pagesim.sim.runner import Simulation
+from pagesim.sim.workload import MAX_CPUS
+from pagesim.trace._files import make_dir
 
 DEFAULT_KERNELS = "v5.8,v5.10,v5.11,v5.11-unforced,v6.0,v6.11,v6.19"
 #: the file ``--out`` gets the table in (besides the plot and each run's results)
@@ -113,7 +115,7 @@ def add_commands(cli: click.Group) -> None:
                   help="workload: vary a pcp sysctl, NAME=V1,V2,... (each generation runs "
                        "once per value): percpu_pagelist_fraction (5.8-5.13) or "
                        "percpu_pagelist_high_fraction (5.14+)")
-    @click.option("--seed", type=int, default=None,
+    @click.option("--seed", type=click.IntRange(min=0), default=None,
                   help=f"workload: seed of the scheduler's choices (default {DEMO_SEED})")
     @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
                   help=f"workload: directory for {TABLE_NAME}, the plot and each run's "
@@ -162,14 +164,18 @@ def add_commands(cli: click.Group) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
         for opt, v in (("--max-executions", max_executions), ("--time-limit", time_limit)):
-            if v is not None and v <= 0:
+            if v is not None and not v > 0:  # NaN too
                 raise ValueError(f"{opt} must be positive, not {v}")
         names = [k.strip() for k in kernels.split(",") if k.strip()]
         if not names:
             raise ValueError("--kernels lists no kernel")
         sc = resolve(scenario)
+        seen: set[str] = set()
         for name in names:
-            kernel_of(name)  # every name is checked before the first (long) run
+            kern = kernel_of(name).name  # every name is checked before the first (long) run
+            if kern in seen:
+                raise ValueError(f"--kernels: {kern} is given twice")
+            seen.add(kern)
         sc.program(kernel_of(names[0]).name, cpus)  # and the CPU count
         bounds = Bounds.from_env().but(max_executions=max_executions, time_limit=time_limit)
         if sys.stderr.isatty():
@@ -201,8 +207,8 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
     before the first (long) run."""
     from pagesim.cli.simulate import _run_all, workload_machine
 
-    if cpus is not None and cpus < 1:
-        raise ValueError(f"--cpus must be at least 1, not {cpus}")
+    if cpus is not None and not 1 <= cpus <= MAX_CPUS:
+        raise ValueError(f"--cpus must be 1..{MAX_CPUS}, not {cpus}")
     if zoneinfo_file and preset:
         raise ValueError("--zoneinfo and --preset are alternatives; give one")
     if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -230,6 +236,8 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
         if c.sysctl is not None:
             info["sysctl"] = {c.sysctl.name: c.sysctl.value}
         sims.append(Simulation(m, w, seed, machine_info=info))
+    if out_dir is not None:
+        make_dir(out_dir)  # before the (long) runs
     results = _run_all(sims)
     rows = [workload_row(c, r) for c, r in zip(configs, results, strict=True)]
     if out_dir is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -50,6 +49,7 @@ from pagesim.procfs.pagetypeinfo import parse_pagetypeinfo, render_pagetypeinfo
 from pagesim.procfs.types import ProcFormatError
 from pagesim.procfs.zoneinfo import parse_zoneinfo, render_zoneinfo
 from pagesim.runtime.sequential import call
+from pagesim.trace._files import read_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,7 +108,7 @@ def machine_options(fn: F) -> F:
 
 
 def _read(path: str) -> str:
-    return Path(path).read_text()
+    return read_text(path)  # a file that is not text is an error naming it
 
 
 def build_from_options(zoneinfo_file: str | None, buddyinfo_file: str | None,
@@ -229,6 +229,8 @@ def demo(kernel_names: str) -> None:
     from pagesim.cli.demo import run_demo
 
     ks: list[Kernel] = [kernel(name) for name in kernel_names.split(",") if name.strip()]
+    if not ks:
+        fail("--kernel: give at least one generation")
     click.echo(run_demo(ks), nl=False)
 
 

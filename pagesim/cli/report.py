@@ -24,6 +24,7 @@ from pagesim.report.html import write_report
 from pagesim.report.sources import REPORT_NAME, simulation_report_from_files
 from pagesim.runtime.executor import ScheduleError, replay
 from pagesim.scenarios import resolve
+from pagesim.trace._files import read_text
 
 RESULTS_FORMAT = "pagesim-sim-results"
 
@@ -39,6 +40,10 @@ def counterexample_report(path: Path, data: dict[str, Any]) -> dict[str, Any]:
         prog = resolve(scenario).program(kernel_of(kern).name, cpus)
     except FileNotFoundError:
         raise ReportError(f"{path}: its scenario file {scenario} does not exist") from None
+    except OSError as e:
+        raise ReportError(f"{path}: its scenario file {scenario}: {e.strerror}") from None
+    except ValueError as e:  # an unknown scenario or kernel, a CPU count it cannot run
+        raise ReportError(f"{path}: {e}") from None
     try:
         result = replay(prog, schedule)
     except ScheduleError as e:
@@ -68,7 +73,7 @@ def build_document(input_path: str, max_events: int | None = None) -> dict[str, 
     path = _results_path(Path(input_path))
     if not path.exists():
         raise ReportError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)  # not text: an error naming the file
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

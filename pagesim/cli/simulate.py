@@ -35,6 +35,7 @@ from pagesim.sim.plots import INSTALL_HINT, plots_available, write_plots
 from pagesim.sim.results import RESULTS_NAME, summary, to_json, write_results
 from pagesim.sim.runner import SimResult, Simulation
 from pagesim.sim.workload import Workload, WorkloadError
+from pagesim.trace._files import make_dir
 
 
 def register(cli: click.Group) -> None:
@@ -58,7 +59,7 @@ def register(cli: click.Group) -> None:
 @click.option("--workload", "workload_file", type=click.Path(dir_okay=False),
               help="a TOML workload, or a built-in one by name (default: the demo's "
                    "offline-under-load)")
-@click.option("--seed", type=int, default=DEMO_SEED, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=DEMO_SEED, show_default=True,
               help="seed of the scheduler's choices")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="directory for the results file (and traces)")
@@ -87,6 +88,10 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
         if not names:
             fail("--kernel: give at least one generation")
         kernels: list[Kernel | None] = [kernel_of(n) for n in names]
+        given = [k.name for k in kernels if k is not None]
+        for name in given:
+            if given.count(name) > 1:
+                fail(f"--kernel: {name} is given twice")
     elif zoneinfo_file:
         kernels = [None]  # guessed from the file
     else:
@@ -100,6 +105,8 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
             sims.append(Simulation(m, workload, seed, tracer=tracer, machine_info=info))
         except WorkloadError as e:
             fail(str(e))
+    if out_dir:
+        make_dir(out_dir)  # before the (long) runs: an --out that cannot be made fails now
     results = _run_all(sims)
     out = Path(out_dir) if out_dir else None
     if out is not None:

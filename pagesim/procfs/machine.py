@@ -27,11 +27,12 @@ its own /proc output reproduces the file's free lists, pageblock counts and pcp 
 from __future__ import annotations
 
 import copy
+import itertools
 from array import array
 from dataclasses import dataclass
 
 from pagesim.model.build import LayoutError, build_machine
-from pagesim.model.geometry import X86_64, Geometry
+from pagesim.model.geometry import X86_64, Geometry, GeometryError
 from pagesim.model.kernels import Kernel, kernel
 from pagesim.model.mmzone import (
     MIGRATE_CMA,
@@ -42,6 +43,7 @@ from pagesim.model.mmzone import (
     MIGRATE_TYPES,
     MIGRATE_UNMOVABLE,
     MIGRATETYPE_NAMES,
+    ZONE_NAMES,
     Machine,
     PB_migrate_isolate,
     PG_hole,
@@ -92,15 +94,27 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
     if geom is None:
         geom = X86_64
         if pti is not None:
-            geom = Geometry(pageblock_order=pti.pageblock_order, nr_orders=pti.nr_orders,
-                            cma="CMA" in pti.migratetypes)
+            try:
+                geom = Geometry(pageblock_order=pti.pageblock_order, nr_orders=pti.nr_orders,
+                                cma="CMA" in pti.migratetypes)
+            except GeometryError as e:
+                raise MachineImportError(f"{src.pagetypeinfo_path}: {e}") from None
     file_cpus = _file_cpus(zi)
     if nr_cpus is None:
+        if file_cpus != list(range(len(file_cpus))):
+            # an offline CPU: counting it would change the pcp formulas, dropping it
+            # would renumber the pcps after it; neither is the file's machine
+            raise MachineImportError(
+                f"{src.zoneinfo_path}: pagesets of CPUs {', '.join(map(str, file_cpus))}: "
+                "a CPU in between is offline, and pagesim's CPUs are 0..N-1, all online; "
+                "give --cpus N to choose the machine's CPUs")
         nr_cpus = max(1, len(file_cpus))
     nodes = {z.node for z in zi.zones}
     if len(nodes) != 1:
         raise MachineImportError(f"{src.zoneinfo_path}: {len(nodes)} NUMA nodes; pagesim models "
                            "one node (give the zoneinfo of a single-node machine)")
+    _check_zoneinfo(zi, src.zoneinfo_path)
+    _check_other_files(src, geom)
     zone_names = tuple(z.name for z in zi.zones)
     layouts = []
     for z in zi.zones:
@@ -128,6 +142,79 @@ def machine_from_proc(src: ProcSources, kern: Kernel | str, nr_cpus: int | None 
         _load_pagesets(m, zone, z)
     m.extra["zoneinfo"] = copy.deepcopy(zi)
     return m
+
+
+def _check_zoneinfo(zi: Zoneinfo, path: str) -> None:
+    """What the parser cannot see: zone names and order, and each zone's numbers
+    against each other."""
+    known = [name for name in ZONE_NAMES if name in {z.name for z in zi.zones}]
+    for z in zi.zones:
+        if z.name not in ZONE_NAMES:
+            raise MachineImportError(f"{path}: zone {z.name!r}: not a zone of x86-64 "
+                                     f"(one of {', '.join(ZONE_NAMES)})")
+    names = [z.name for z in zi.zones]
+    if names != known:
+        raise MachineImportError(f"{path}: zones {', '.join(names)}: the kernel prints "
+                                 f"each zone once, in the order {', '.join(ZONE_NAMES)}")
+    for z in zi.zones:
+        where = f"{path}: zone {z.name}"
+        if len(z.protection) != len(zi.zones):
+            raise MachineImportError(f"{where}: protection lists {len(z.protection)} "
+                                     f"values, one per zone ({len(zi.zones)}) expected")
+        if z.free > z.managed:
+            raise MachineImportError(f"{where}: pages free {z.free} > managed {z.managed}")
+        marks = [("min", z.min), ("low", z.low), ("high", z.high)]
+        if z.promo is not None:
+            marks.append(("promo", z.promo))
+        for (a, va), (b, vb) in itertools.pairwise(marks):
+            if va > vb:
+                raise MachineImportError(f"{where}: watermark {a} {va} > {b} {vb}")
+        if z.boost is not None and z.boost > z.min:
+            raise MachineImportError(f"{where}: boost {z.boost} > min {z.min} (the "
+                                     "printed watermarks include the boost)")
+
+
+def _check_other_files(src: ProcSources, geom: Geometry) -> None:
+    """The buddyinfo and pagetypeinfo describe the zoneinfo's machine: one entry for
+    each populated zone, in the same order (the kernel prints populated zones only),
+    with the geometry's number of orders."""
+    want = [(z.node, z.name) for z in src.zoneinfo.zones if z.present]
+    listed = ", ".join(name for _, name in want) or "none"
+    bi = src.buddyinfo
+    if bi is not None:
+        path = src.buddyinfo_path
+        for i, (node, name) in enumerate(want):
+            if i >= len(bi.zones):
+                raise MachineImportError(
+                    f"{path}:{i + 1}: unexpected end of file: expected zone {name} (the "
+                    f"zoneinfo's populated zones are {listed})")
+            bz = bi.zones[i]
+            if (bz.node, bz.name) != (node, name):
+                raise MachineImportError(
+                    f"{path}:{i + 1}: node {bz.node} zone {bz.name}, expected node {node} "
+                    f"zone {name} (the zoneinfo's populated zones are {listed})")
+            if len(bz.nr_free) != geom.nr_orders:
+                raise MachineImportError(
+                    f"{path}:{i + 1}: {len(bz.nr_free)} orders, the machine has "
+                    f"{geom.nr_orders}")
+        if len(bi.zones) > len(want):
+            bz = bi.zones[len(want)]
+            raise MachineImportError(
+                f"{path}:{len(want) + 1}: node {bz.node} zone {bz.name}: not a populated "
+                f"zone of the zoneinfo ({listed})")
+    pti = src.pagetypeinfo
+    if pti is not None:
+        path = src.pagetypeinfo_path
+        got = [(p.node, p.name) for p in pti.zones]
+        if got != want:
+            raise MachineImportError(
+                f"{path}: lists zones {', '.join(name for _, name in got) or 'none'}; "
+                f"the zoneinfo's populated zones are {listed}")
+        for name in pti.migratetypes:
+            if name not in MIGRATETYPE_NAMES:
+                raise MachineImportError(
+                    f"{path}: unknown migratetype {name!r} (the kernel's are "
+                    f"{', '.join(MIGRATETYPE_NAMES)})")
 
 
 def _file_cpus(zi: Zoneinfo) -> list[int]:

@@ -85,11 +85,15 @@ class _Parser:
 
     def section(self) -> None:
         lines = self.lines
-        self._same("pageblock_order",
-                   labelled(lines, _ORDER_PREFIX, "page block order", is_signed=True),
-                   "page block order")
-        self._same("pages_per_block", labelled(lines, _PER_BLOCK_PREFIX, "pages per block"),
-                   "pages per block")
+        order = labelled(lines, _ORDER_PREFIX, "page block order", is_signed=True)
+        if not 0 <= order < 64:
+            raise lines.last_error(f"page block order {order} is impossible")
+        self._same("pageblock_order", order, "page block order")
+        per_block = labelled(lines, _PER_BLOCK_PREFIX, "pages per block")
+        if per_block != 1 << order:
+            raise lines.last_error(f"pages per block {per_block}: a pageblock of order "
+                                   f"{order} has {1 << order}")
+        self._same("pages_per_block", per_block, "pages per block")
         self._blank("a blank line")
 
         line = lines.take("the free-pages header")

@@ -111,6 +111,9 @@ class _Shape:
 
     def __init__(self) -> None:
         self.seen: dict[str, bool] = {}
+        #: the CPUs of the first zone with pagesets: every populated zone lists the
+        #: same ones (the kernel prints for_each_online_cpu() for each)
+        self.cpus: list[int] | None = None
 
     def has(self, lines: Lines, key: str, prefix: str) -> bool:
         """Whether the next line is the optional ``prefix`` line, as the file demands."""
@@ -127,14 +130,24 @@ class _Shape:
         return present
 
 
-def _parse_pageset(lines: Lines, shape: _Shape) -> PagesetInfo:
+def _parse_pageset(lines: Lines, shape: _Shape, previous: int | None) -> PagesetInfo:
     cpu = labelled(lines, _CPU, "cpu", is_signed=True)
+    if cpu < 0 or (previous is not None and cpu <= previous):
+        after = "" if previous is None else f" after cpu {previous}"
+        raise lines.last_error(f"cpu {cpu}{after}: the kernel lists CPUs in increasing "
+                               "order from 0")
     wide = shape.has(lines, "pcp_high_min_max", _PCP_INDENT + _PCP_WIDE["count"])
     labels = _PCP_WIDE if wide else _PCP_NARROW
-    values = {
-        key: labelled(lines, _PCP_INDENT + label, key, is_signed=True)
-        for key, label in labels.items()
-    }
+    values: dict[str, int] = {}
+    for key, label in labels.items():
+        value = labelled(lines, _PCP_INDENT + label, key, is_signed=True)
+        # %d fields, but never negative in a kernel, and pageset_update() keeps batch
+        # at least 1
+        least = 1 if key == "batch" else 0
+        if value < least:
+            raise lines.last_error(f"{key}: {value} is impossible (a pcp's {key} is at "
+                                   f"least {least})")
+        values[key] = value
     threshold = None
     if shape.has(lines, "vm_stats_threshold", _THRESHOLD):
         threshold = labelled(lines, _THRESHOLD, "vm stats threshold", is_signed=True)
@@ -222,7 +235,15 @@ def _parse_zone(lines: Lines, shape: _Shape) -> ZoneInfo:
     zone.stats = _parse_stats(lines, _PAGESETS, "a zone stat")
     lines.take(_PAGESETS)
     while (nxt := lines.peek()) is not None and nxt.startswith(_CPU):
-        zone.pagesets.append(_parse_pageset(lines, shape))
+        previous = zone.pagesets[-1].cpu if zone.pagesets else None
+        at = lines.lineno
+        zone.pagesets.append(_parse_pageset(lines, shape, previous))
+        _check_cpu(lines, shape, zone, at)
+    if shape.cpus is None:
+        shape.cpus = [p.cpu for p in zone.pagesets]
+    elif len(zone.pagesets) != len(shape.cpus):
+        raise lines.error(f"zone {name} lists {len(zone.pagesets)} CPUs' pagesets, the "
+                          f"zones above {len(shape.cpus)}")
 
     trailer = _parse_optional_block(lines, shape, _TRAILER)
     zone.node_unreclaimable = trailer["node_unreclaimable"]
@@ -233,6 +254,19 @@ def _parse_zone(lines: Lines, shape: _Shape) -> ZoneInfo:
         line = lines.take("a zone header")
         raise lines.last_error(f"unexpected line {line!r}: expected a zone header")
     return zone
+
+
+def _check_cpu(lines: Lines, shape: _Shape, zone: ZoneInfo, at: int) -> None:
+    """The pageset just parsed (its ``cpu:`` line is ``at``) is for the CPU the zones
+    above list in that place."""
+    if shape.cpus is None:
+        return
+    i = len(zone.pagesets) - 1
+    cpu = zone.pagesets[i].cpu
+    want = shape.cpus[i] if i < len(shape.cpus) else None
+    if cpu != want:
+        expected = "no more CPUs" if want is None else f"cpu {want}"
+        raise lines.error(f"cpu {cpu}: the zones above list {expected} here", at)
 
 
 def parse_zoneinfo(text: str, path: str = "<zoneinfo>") -> Zoneinfo:

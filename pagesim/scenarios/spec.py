@@ -470,20 +470,40 @@ PROPERTY_KEYS = ("isolation_safety", "offline_terminates", "nothing_lost",
                  "invariants_when_quiet", "max_steps")
 
 
+def read_toml_text(p: Path) -> str:
+    """A TOML file's text; bytes that are not UTF-8 are an error naming the file."""
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioFileError(f"{p}: not a TOML file (byte {e.start} is not UTF-8 "
+                                "text)") from None
+
+
+def toml_error(source: str, text: str, e: tomllib.TOMLDecodeError) -> str:
+    """``source:line: problem (column N)`` for a TOML syntax error; an error at the end
+    of the document is on its last line (a file cut short, most often)."""
+    msg = str(e)
+    at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
+    if at:
+        return f"{source}:{at.group(1)}: {msg[:at.start()]} (column {at.group(2)})"
+    end = re.search(r"\s*\(at end of document\)$", msg)
+    if end:
+        last = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+        return (f"{source}:{max(last, 1)}: {msg[:end.start()]} at the end of the file "
+                "(is it cut short?)")
+    return f"{source}: {msg}"
+
+
 def load_scenario(path: str | Path) -> ScenarioSpec:
     """Read and validate a scenario file; the spec remembers the file's absolute path."""
     p = Path(path)
-    text = p.read_text()
     source = str(p)
+    text = read_toml_text(p)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", msg)
-        if at:
-            raise ScenarioFileError(f"{source}:{at.group(1)}: {msg[:at.start()]} "
-                                    f"(column {at.group(2)})") from None
-        raise ScenarioFileError(f"{source}: {msg}") from None
+        raise ScenarioFileError(toml_error(source, text, e)) from None
     # messages name the file as given; the spec keeps its absolute path (for replay)
     return replace(scenario_from_dict(data, source), source=str(p.resolve()))
 

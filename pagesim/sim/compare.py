@@ -86,6 +86,9 @@ def parse_sysctl(text: str) -> list[Sysctl]:
         except ValueError:
             raise CompareError(f"--sysctl: {name}: {v.strip()!r} is not an integer") \
                 from None
+        if not -2**31 <= value < 2**31:  # an int sysctl: proc_dointvec rejects the rest
+            raise CompareError(f"--sysctl: {name}: {value} does not fit the sysctl's int "
+                               "(the kernel rejects it with EINVAL)")
         out.append(Sysctl(name, value))
     if len(set(out)) != len(out):
         raise CompareError(f"--sysctl: {name}: a value is given twice")

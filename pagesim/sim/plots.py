@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pagesim.trace._files import write_bytes_atomic
+from pagesim.trace._files import make_dir, write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -339,7 +339,7 @@ def write_plots(data: dict[str, Any], out_dir: str | Path,
         fig = DRAW[name](data)
         blobs += [(out / f"{name}.{fmt}", render(fig, fmt)) for fmt in formats]
     if blobs:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dir(out)
     for path, blob in blobs:
         write_bytes_atomic(path, blob)
         report.written.append(path)
@@ -359,7 +359,7 @@ def write_compare_plot(runs: Sequence[tuple[str, dict[str, Any]]], out_dir: str 
     out = Path(out_dir)
     fig = plot_compare(usable)
     blobs = [(out / f"compare.{fmt}", render(fig, fmt)) for fmt in formats]
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     for path, blob in blobs:
         write_bytes_atomic(path, blob)
         report.written.append(path)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pagesim.sim.runner import SimResult
-from pagesim.trace._files import write_text_atomic
+from pagesim.trace._files import make_dir, write_text_atomic
 
 FORMAT = "pagesim-sim-results"
 VERSION = 1
@@ -84,7 +84,7 @@ def to_json(r: SimResult) -> dict[str, Any]:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all, making its directory first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     write_text_atomic(path, text)
 
 
@@ -106,6 +106,12 @@ def load_results(path: str | Path) -> dict[str, Any]:
     samples = data.get("samples")
     if not isinstance(samples, dict) or any(k not in samples for k in SERIES):
         raise ResultsError(f"{p}: samples: missing series")
+    for k in SERIES:
+        rows = k in _PER_ITEM
+        if not isinstance(samples[k], list) or not all(
+                _numbers(v) if rows else _number(v) for v in samples[k]):
+            what = "lists of numbers" if rows else "numbers"
+            raise ResultsError(f"{p}: samples.{k}: expected a list of {what}")
     n = len(samples["step"])
     for k in SERIES:
         if len(samples[k]) != n:
@@ -113,4 +119,21 @@ def load_results(path: str | Path) -> dict[str, Any]:
     for key in ("summary", "events", "workload", "machine"):
         if key not in data:
             raise ResultsError(f"{p}: {key}: missing")
+        want = list if key == "events" else dict
+        if not isinstance(data[key], want):
+            raise ResultsError(f"{p}: {key}: expected {'a list' if want is list else 'an object'}")
+    if not all(isinstance(e, dict) for e in data["events"]):
+        raise ResultsError(f"{p}: events: expected a list of objects")
     return data
+
+
+#: series with one list per sample (per CPU, per order) rather than one number
+_PER_ITEM = ("pcp_pages", "free_blocks")
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _numbers(v: object) -> bool:
+    return isinstance(v, list) and all(_number(x) for x in v)

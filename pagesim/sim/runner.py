@@ -298,7 +298,9 @@ class Simulation:
     def __init__(self, m: Machine, workload: Workload, seed: int = 0, *,
                  tracer: Any = None, machine_info: dict[str, Any] | None = None,
                  progress: Callable[[int, int], None] | None = None) -> None:
-        check_against(workload, m.nr_cpus, m.geom.nr_orders)
+        check_against(workload, m.nr_cpus, m.geom.nr_orders,
+                      managed_pages=sum(z.managed_pages for z in m.zones),
+                      end_pfn=m.end_pfn, block_ids={b.id for b in memory_blocks(m)})
         self.m = m
         self.w = workload
         self.seed = seed
@@ -890,6 +892,11 @@ class Simulation:
                     self.now += self._fast_burst(min(IDLE_CHUNK, limit))
                 else:
                     wake = min(self.sleeping.values(), default=_NEVER)
+                    # nothing runs between here and then but the bursts: stop at the next
+                    if self._bursts:
+                        wake = min(wake, self._bursts[0][0])
+                    if self._burst_free:
+                        wake = min(wake, self._burst_free[0][0])
                     self.now = max(self.now, min(wake, next_sample, w.max_steps))
                 if self.now >= next_sample:
                     next_sample = self._sampled(next_sample)

@@ -59,14 +59,15 @@ problem.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pagesim.model.mmzone import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from pagesim.scenarios import ScenarioError
-from pagesim.scenarios.spec import MachineSpec, machine_from_table
+from pagesim.scenarios.spec import MachineSpec, machine_from_table, read_toml_text, toml_error
 
 MIGRATETYPES = {"unmovable": MIGRATE_UNMOVABLE, "movable": MIGRATE_MOVABLE,
                 "reclaimable": MIGRATE_RECLAIMABLE}
@@ -74,6 +75,10 @@ MIX_KINDS = ("random", "churn")
 EVENT_OPS = ("offline", "online", "alloc_contig", "free_contig")
 BLOCK_WORDS = ("busiest", "last-offlined")
 ONLINE_TYPES = ("online", "online_kernel", "online_movable")
+#: CPUs a machine may have (as ``pagesim simulate --cpus``)
+MAX_CPUS = 1024
+#: page operations per round, at most (beyond it, the runner's arithmetic overflows)
+MAX_LOAD = 1e9
 
 
 class WorkloadError(ValueError):
@@ -192,6 +197,11 @@ def _nonneg_int(w: Workload, key: str, v: object, minimum: int = 0) -> None:
         raise _err(w, key, f"must be at least {minimum}, got {v}")
 
 
+def _finite(v: object) -> TypeGuard[int | float]:
+    """A real number: not a bool, not NaN or infinite (TOML has ``nan`` and ``inf``)."""
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
 def _fraction(w: Workload, key: str, v: object) -> None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise _err(w, key, f"expected a number, got {v!r}")
@@ -205,7 +215,7 @@ def _weights(w: Workload, key: str, table: object, names: dict[str, int] | None)
     for k, v in table.items():
         if names is not None and k not in names:
             raise _err(w, f"{key}.{k}", f"unknown migratetype (one of {', '.join(names)})")
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        if not _finite(v) or v < 0:
             raise _err(w, f"{key}.{k}", f"expected a weight >= 0, got {v!r}")
     if not sum(table.values()):
         raise _err(w, key, "every weight is 0")
@@ -239,15 +249,22 @@ def parse_cpus(spec: object, where: str = "cpus") -> tuple[int, ...] | str:
 
 def validate(w: Workload) -> None:
     """Check everything that does not depend on the machine."""
+    for key in ("name", "description"):
+        if not isinstance(getattr(w, key), str):
+            raise _err(w, f"workload.{key}", f"expected a string, got {getattr(w, key)!r}")
     for key in ("duration", "max_steps", "sample_every"):
         _nonneg_int(w, f"workload.{key}", getattr(w, key), 1)
     _nonneg_int(w, "workload.check_every", w.check_every)
     if w.cpus is not None:
         _nonneg_int(w, "workload.cpus", w.cpus, 1)
+        if w.cpus > MAX_CPUS:
+            raise _err(w, "workload.cpus", f"must be at most {MAX_CPUS}, got {w.cpus}")
     if w.machine is not None and not isinstance(w.machine, MachineSpec):
         raise _err(w, "machine", f"expected a MachineSpec, got {w.machine!r}")
-    if isinstance(w.load, bool) or not isinstance(w.load, int | float) or w.load < 0:
+    if not _finite(w.load) or w.load < 0:
         raise _err(w, "workload.load", f"expected a number >= 0, got {w.load!r}")
+    if w.load > MAX_LOAD:
+        raise _err(w, "workload.load", f"must be at most {MAX_LOAD:g}, got {w.load!r}")
     if w.max_steps < w.duration:
         raise _err(w, "workload.max_steps", f"{w.max_steps} is below the duration "
                    f"{w.duration}")
@@ -271,8 +288,7 @@ def validate(w: Workload) -> None:
         _nonneg_int(w, f"{key}.max_held", mix.max_held, 1)
         _nonneg_int(w, f"{key}.prefill", mix.prefill)
         _nonneg_int(w, f"{key}.preempt_delay", mix.preempt_delay)
-        if isinstance(mix.weight, bool) or not isinstance(mix.weight, int | float) \
-                or mix.weight <= 0:
+        if not _finite(mix.weight) or mix.weight <= 0:
             raise _err(w, f"{key}.weight", f"expected a number > 0, got {mix.weight!r}")
     for i, b in enumerate(w.bursts):
         key = f"burst[{i}]"
@@ -280,9 +296,15 @@ def validate(w: Workload) -> None:
             _nonneg_int(w, f"{key}.{name}", getattr(b, name), lo)
         if b.migratetype not in MIGRATETYPES:
             raise _err(w, f"{key}.migratetype", f"unknown migratetype {b.migratetype!r}")
+        if b.at >= w.duration:
+            raise _err(w, f"{key}.at", f"step {b.at} is not before the end of the run "
+                       f"(workload.duration {w.duration}): the burst would never run")
     for i, ev in enumerate(w.events):
         key = f"event[{i}]"
         _nonneg_int(w, f"{key}.at", ev.at)
+        if ev.at >= w.max_steps:
+            raise _err(w, f"{key}.at", f"step {ev.at} is past the last step a run may "
+                       f"take (workload.max_steps {w.max_steps}): it would never start")
         _nonneg_int(w, f"{key}.cpu", ev.cpu)
         if ev.op not in EVENT_OPS:
             raise _err(w, f"{key}.op", f"unknown operation {ev.op!r} (one of "
@@ -307,8 +329,11 @@ def validate(w: Workload) -> None:
             _nonneg_int(w, f"{key}.max_retries", ev.max_retries, 1)
 
 
-def check_against(w: Workload, nr_cpus: int, nr_orders: int) -> None:
-    """Check what depends on the machine: CPU numbers and orders."""
+def check_against(w: Workload, nr_cpus: int, nr_orders: int, *,
+                  managed_pages: int | None = None, end_pfn: int | None = None,
+                  block_ids: set[int] | None = None) -> None:
+    """Check what depends on the machine: CPU numbers and orders, and (when given) what
+    the prefills can hold, the pfns of contiguous allocations and the memory blocks."""
     def cpu_ok(key: str, cpu: int) -> None:
         if cpu >= nr_cpus:
             raise _err(w, key, f"CPU {cpu} does not exist (the machine has {nr_cpus})")
@@ -325,8 +350,32 @@ def check_against(w: Workload, nr_cpus: int, nr_orders: int) -> None:
         if b.order >= nr_orders:
             raise _err(w, f"burst[{i}].order", f"order {b.order} is above the largest, "
                        f"{nr_orders - 1}")
+        if managed_pages is not None and b.count << b.order > managed_pages:
+            raise _err(w, f"burst[{i}].count", f"{b.count} blocks of order {b.order} are "
+                       f"{b.count << b.order} pages; the machine manages {managed_pages}")
     for i, e in enumerate(w.events):
         cpu_ok(f"event[{i}].cpu", e.cpu)
+        if e.op in ("offline", "online") and isinstance(e.block, int) \
+                and block_ids is not None and e.block not in block_ids:
+            have = f"{min(block_ids)}-{max(block_ids)}" if block_ids else "none"
+            raise _err(w, f"event[{i}].block", f"memory block {e.block} does not exist "
+                       f"(the machine's memory blocks: {have})")
+        if e.op == "alloc_contig" and end_pfn is not None and e.start_pfn is not None \
+                and e.nr_pages is not None and e.start_pfn + e.nr_pages > end_pfn:
+            raise _err(w, f"event[{i}]", f"alloc_contig of pfns [{e.start_pfn}, "
+                       f"{e.start_pfn + e.nr_pages}) runs past the machine's last pfn, "
+                       f"{end_pfn - 1}")
+    if managed_pages is not None:
+        # every prefill allocation beyond the machine's memory fails, one by one
+        need = 0
+        owned: set[int] = set()  # the first mix that names a CPU owns it (the runner's rule)
+        for mix in w.mixes:
+            cpus = set(range(nr_cpus) if isinstance(mix.cpus, str) else mix.cpus) - owned
+            owned |= cpus
+            need += mix.prefill * len(cpus) * (1 << min(mix.orders, default=0))
+        if need > managed_pages:
+            raise _err(w, "mix.prefill", f"the prefills need at least {need} pages; the "
+                       f"machine manages {managed_pages}")
 
 
 # =======================================================================================
@@ -390,18 +439,24 @@ def workload_from_dict(data: dict[str, Any], source: str = "<dict>") -> Workload
             machine = machine_from_table(data["machine"], source)
         except ScenarioError as e:  # already "source: machine.key: problem"
             raise WorkloadError(str(e)) from None
-    return Workload(**head, mixes=mixes, bursts=bursts, events=events, machine=machine,
-                    source=source)
+    w = Workload(**head, mixes=mixes, bursts=bursts, events=events, machine=machine,
+                 source=source)
+    if not (mixes or bursts or events):
+        raise bad("workload", "nothing to run: no [[mix]], [[burst]] or [[event]]")
+    return w
 
 
 def load_workload(path: str | Path) -> Workload:
     """Read a TOML workload file."""
     p = Path(path)
-    text = p.read_text()
+    try:
+        text = read_toml_text(p)
+    except ScenarioError as e:
+        raise WorkloadError(str(e)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise WorkloadError(f"{p}: {e}") from None
+        raise WorkloadError(toml_error(str(p), text, e)) from None
     try:
         return workload_from_dict(data, str(p))
     except TypeError as e:

@@ -235,6 +235,9 @@ _BODY_RES: dict[str, re.Pattern[str]] = {
     "test_pages_isolated": re.compile(r"start_pfn=(0x[0-9a-f]+) end_pfn=(0x[0-9a-f]+) "
                                       r"fin_pfn=(0x[0-9a-f]+) ret=(success|fail)"),
 }
+#: a known event's name where a line's event name goes (``name: ``)
+_KNOWN_EVENT_RE = re.compile(
+    r"(?:^|\s)(" + "|".join(_BODY_RES) + r"):(?:\s|$)")
 _BODY_SHAPES = {
     "mm_page_alloc": "page=%p pfn=N order=N migratetype=N gfp_flags=FLAGS",
     "mm_page_free": "page=%p pfn=N order=N",
@@ -324,6 +327,14 @@ def parse_ftrace(text: str, path: str = "<trace>", cma: bool = True) -> FtraceLo
         m = _LINE_RE.match(line)
         cut_short = lineno == last and not log.ends_with_newline
         if m is None:
+            known = _KNOWN_EVENT_RE.search(line)
+            if known is not None and not cut_short:
+                # a kmem event whose task-pid, [CPU] or timestamp column is damaged:
+                # skipping it would silently drop an allocation or a free
+                raise TraceFormatError(
+                    f"{path}:{lineno}: malformed {known.group(1)} line: expected "
+                    f"'TASK-PID [CPU] FLAGS SECONDS.USECS: {known.group(1)}: ...', got "
+                    f"{line!r}")
             log.items.append(line)
             if cut_short:
                 log.truncated_line = lineno
