@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,3 +242,19 @@ def test_demo_without_kernels() -> None:
     code, out, err = run("demo", "--kernel", ",")
     assert code == 2 and out == ""
     assert err == "pagesim: error: --kernel: give at least one generation\n"
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    """``pagesim zoneinfo | head -1`` when the reader has gone before pagesim writes:
+    pagesim stops as a tool killed by SIGPIPE does (status 141, nothing on stderr),
+    without calling it bad input."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-c",
+                            "from pagesim.cli.main import main; main()",
+                            "zoneinfo", "--preset", "4g-2cpu"],
+                           stdout=w, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (141, b"")

@@ -9,6 +9,8 @@ and writes its output whole or not at all: text is built in memory and printed o
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -73,6 +75,12 @@ class _Group(click.Group):
             fail(f"{e.filename}: is a directory")
         except UnicodeDecodeError as e:
             fail(f"input is not text: {e.reason}")
+        except BrokenPipeError:
+            # the reader went away (``| head``): stop quietly, as a tool killed by
+            # SIGPIPE does, instead of reporting it as bad input
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
         except USER_ERRORS as e:
             fail(str(e))
 
