@@ -134,22 +134,24 @@ def test_gfp_zone(gfp: str, zone: str) -> None:
 
 
 def test_cli_summary_and_outputs(tmp_path: Path) -> None:
+    """--out names a directory that does not exist yet: it is made."""
+    outdir = tmp_path / "replay"
     code, out, err = run("replay-trace", str(LOG), "--zoneinfo",
                          str(DEB / f"{BEFORE}.zoneinfo.txt"), "--buddyinfo",
                          str(DEB / f"{BEFORE}.buddyinfo.txt"), "--pagetypeinfo",
                          str(DEB / f"{BEFORE}.pagetypeinfo.txt"), "--kernel", "v6.1",
-                         "--out", str(tmp_path))
+                         "--out", str(outdir))
     assert code == 0, err
     res = replay(captured_machine(), read_ftrace(LOG))
     assert out.startswith(f"replayed {LOG} on v6.1: {sum(res.log_events.values())} events "
                           f"read, {res.allocs + res.frees} replayed")
     assert f"{sum(res.pcp_pages.values())} pages on pcplists" in out
-    trace = read_ftrace(tmp_path / "replay.trace.txt")
+    trace = read_ftrace(outdir / "replay.trace.txt")
     assert trace.counts["mm_page_alloc"] == res.allocs
     assert trace.counts["mm_page_free"] == res.frees
-    doc = json.loads((tmp_path / "replay.perfetto.json").read_text())
+    doc = json.loads((outdir / "replay.perfetto.json").read_text())
     assert validate_trace_events(doc) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.perfetto.json",
+    assert sorted(p.name for p in outdir.iterdir()) == ["replay.perfetto.json",
                                                           "replay.trace.txt"]
 
 
@@ -164,8 +166,8 @@ def test_cli_summary_and_outputs(tmp_path: Path) -> None:
      "log.txt:13: malformed mm_page_alloc line: expected 'TASK-PID [CPU] FLAGS"),
     (synthetic(re.sub(r"\d+\.\d{6}:", "abc:", alloc_line(1, 0, 5))),
      ["--preset", "4g-2cpu"], "log.txt:13: malformed mm_page_alloc line"),
-    (synthetic(alloc_line(1, 0, 5)), ["--preset", "4g-2cpu", "--out", "nowhere"],
-     "no such directory"),
+    (synthetic(alloc_line(1, 0, 5)), ["--preset", "4g-2cpu", "--out", "log.txt/sub"],
+     "log.txt/sub: cannot create the directory: Not a directory"),
     (synthetic(alloc_line(1, 0, 5)), ["--kernel", "v9.9"], "unknown kernel"),
 ])
 def test_cli_errors_are_one_line_exit_2(tmp_path: Path, content: str | None,
@@ -173,7 +175,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, content: str | None,
     path = tmp_path / "log.txt"
     if content is not None:
         path.write_text(content)
-    extra = [str(tmp_path / a) if a == "nowhere" else a for a in extra]
+    extra = [str(tmp_path / a) if a.startswith("log.txt") else a for a in extra]
     code, out, err = run("replay-trace", str(path), *extra)
     assert code == 2 and out == ""
     assert err.startswith("pagesim: error: ") and message in err and err.count("\n") == 1

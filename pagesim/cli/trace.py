@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from pagesim.model.invariants import check_invariants
+from pagesim.trace._files import make_dir
 from pagesim.trace.events import Tracer
 from pagesim.trace.ftrace import TraceFormat, read_ftrace, write_ftrace
 from pagesim.trace.perfetto import write_perfetto
@@ -58,9 +59,9 @@ def replay_trace(log: str, zoneinfo_file: str | None, buddyinfo_file: str | None
                    f"{'hex' if parsed.pfn_hex else 'decimal'}, as kernels "
                    f"{'from' if parsed.pfn_hex else 'before'} v5.14 do; modelling "
                    f"{m.kernel}", err=True)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and not out.is_dir():
-        fail(f"{out}: no such directory")
+    # made before the replay, as simulate and compare do: an --out that cannot be made
+    # fails now, not after the work
+    out = make_dir(out_dir) if out_dir is not None else None
     tracer = Tracer()
     result = replay(m, parsed, tracer)
     if check:
