@@ -128,7 +128,7 @@ CHANGES: tuple[Change, ...] = (
        "MAX_ORDER becomes inclusive (later MAX_PAGE_ORDER / NR_PAGE_ORDERS); same 11 orders"),
     _c("pcp_high_autotune", (6, 7), "51a755c56dc0",
        "pcp->high tuned between high_min and high_max; free_count, alloc_factor, "
-       "decay_pcp_high(); zoneinfo prints high_min/high_max"),
+       "decay_pcp_high() (zoneinfo prints high_min/high_max only from 6.13 on)"),
     _c("no_pcp_migratetype_cache", (6, 10), "[M-hannes] 20240320180429.678181-2",
        "the migratetype cached in page->index is gone; free_pcppages_bulk() always reads "
        "the pageblock"),
