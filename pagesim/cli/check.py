@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from pagesim.explore import STRATEGIES, check, format_trace
+from pagesim.explore import SAMPLED, STRATEGIES, check, format_trace, merge_results, split_bounds
 from pagesim.explore.common import VIOLATION, Bounds, Result
 from pagesim.model.kernels import NEWEST
 from pagesim.model.kernels import kernel as kernel_of
@@ -30,6 +30,7 @@ from pagesim.runtime.executor import (
     StepRecord,
     replay,
 )
+from pagesim.scale import SerialPool, make_pool
 from pagesim.scenarios import resolve, scenarios
 from pagesim.scenarios.allocator import AllocState
 from pagesim.trace._files import read_text, write_text_atomic
@@ -65,6 +66,14 @@ class _Progress:
         if self.shown:
             sys.stderr.write("\r" + " " * 40 + "\r")
             sys.stderr.flush()
+
+
+def search_job(job: tuple[str, str, int, Bounds]) -> Result:
+    """One part of a split random or PCT search (``--jobs``, ``--scheduler``): the
+    scenario's program for one generation, searched with the part's seed and share of
+    the executions. Module-level and plain data, so a process or a Dask worker runs it."""
+    scenario, kern, cpus, bounds = job
+    return check(resolve(scenario).program(kern, cpus), bounds=bounds)
 
 
 def counterexample_json(scenario: str, kernel: str, cpus: int, result: Result,
@@ -223,9 +232,16 @@ def add_commands(cli: click.Group) -> None:
                   "here (for `pagesim replay`)")
     @click.option("--reproducer", "repro", default=None,
                   help="write a runnable Python reproducer of the counterexample here")
+    @click.option("--jobs", type=int, default=None,
+                  help="random/pct: split the executions over N local processes, seeds "
+                       "SEED..SEED+N-1 (0: one per core)")
+    @click.option("--scheduler", default=None,
+                  help="random/pct: split them over a Dask cluster's workers (its "
+                       "scheduler's address; needs pagesim[dask])")
     def check_cmd(scenario: str, kernel_name: str | None, cpus: int | None, strategy: str,
                   seed: int | None, max_executions: int | None, max_steps: int | None,
-                  as_json: bool, save: str | None, repro: str | None) -> None:
+                  as_json: bool, save: str | None, repro: str | None, jobs: int | None,
+                  scheduler: str | None) -> None:
         """Explore every interleaving of SCENARIO, a built-in name or a scenario file
         (FILE.toml), or a sample of them with random/pct/bounded.
 
@@ -239,13 +255,26 @@ def add_commands(cli: click.Group) -> None:
         kern = kernel_of(kernel_name or sc.default_kernel or DEFAULT_KERNEL).name
         n = sc.default_cpus if cpus is None else cpus
         prog = sc.program(kern, n)
-        progress = _Progress()
-        try:
-            bounds = Bounds.from_env(on_execution=progress)
-            result = check(prog, strategy, bounds=bounds, seed=seed,
-                           max_executions=max_executions, max_steps=max_steps)
-        finally:
-            progress.done()
+        if (jobs is not None or scheduler is not None) and strategy not in SAMPLED:
+            raise ValueError(f"--jobs and --scheduler split a sampled search "
+                             f"({', '.join(SAMPLED)}); {strategy} is one search")
+        # only a sampled search is split: the exhaustive ones never reach for a pool
+        with make_pool(jobs, scheduler) if strategy in SAMPLED else SerialPool() as pool:
+            if not isinstance(pool, SerialPool):
+                bounds = Bounds.from_env(strategy=strategy, seed=seed,
+                                         max_executions=max_executions,
+                                         max_steps=max_steps)
+                parts = split_bounds(bounds, pool.width)
+                result = merge_results(pool.map(
+                    search_job, [(sc.source or sc.name, kern, n, b) for b in parts]))
+            else:
+                progress = _Progress()
+                try:
+                    bounds = Bounds.from_env(on_execution=progress)
+                    result = check(prog, strategy, bounds=bounds, seed=seed,
+                                   max_executions=max_executions, max_steps=max_steps)
+                finally:
+                    progress.done()
         found = result.verdict == VIOLATION
         notes: list[str] = []
         if found and save:

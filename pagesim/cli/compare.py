@@ -25,16 +25,19 @@ import click
 from pagesim.explore import STRATEGIES, check
 from pagesim.explore.common import Bounds, Result
 from pagesim.model.kernels import kernel as kernel_of
+from pagesim.scale import Pool, SerialPool, make_pool
 from pagesim.scenarios import resolve
 from pagesim.sim.compare import Config, Sysctl, apply_sysctl, check_config, parse_sysctl
 from pagesim.sim.compare import format_table as format_workload_table
 from pagesim.sim.compare import row as workload_row
 from pagesim.sim.demo import DEMO_KERNELS, DEMO_PRESET, DEMO_SEED, resolve_workload
-from pagesim.sim.runner import Simulation
-from pagesim.sim.workload import MAX_CPUS
+from pagesim.sim.runner import SimResult, Simulation
+from pagesim.sim.workload import MAX_CPUS, Workload
 from pagesim.trace._files import make_dir
 
 DEFAULT_KERNELS = "v5.8,v5.10,v5.11,v5.11-unforced,v6.0,v6.11,v6.19"
+#: --zoneinfo, --buddyinfo, --pagetypeinfo, --preset: where a workload's machine comes from
+MachineSource = tuple[str | None, str | None, str | None, str | None]
 #: the file ``--out`` gets the table in (besides the plot and each run's results)
 TABLE_NAME = "compare.json"
 
@@ -58,15 +61,35 @@ HEADER = ["kernel", "verdict", "complete", "executions", "seconds", "found in", 
 
 
 def compare(scenario: str, kernels: list[str], cpus: int | None, strategy: str,
-            bounds: Bounds) -> list[Row]:
-    """Check ``scenario`` (a name or a scenario file) on every kernel of ``kernels``, in
-    order."""
-    sc = resolve(scenario)
-    rows = []
-    for name in kernels:
-        kern = kernel_of(name).name
-        rows.append(Row(kern, check(sc.program(kern, cpus), strategy, bounds=bounds)))
-    return rows
+            bounds: Bounds, pool: Pool | None = None) -> list[Row]:
+    """Check ``scenario`` (a name or a scenario file) on every kernel of ``kernels``;
+    the rows in that order, wherever ``pool`` runs them (here by default)."""
+    names = [kernel_of(name).name for name in kernels]
+    jobs = [(scenario, kern, cpus, strategy, bounds) for kern in names]
+    results = (pool or SerialPool()).map(check_job, jobs)
+    return [Row(kern, r) for kern, r in zip(names, results, strict=True)]
+
+
+def check_job(job: tuple[str, str, int | None, str, Bounds]) -> Result:
+    """One row: a fresh program of the scenario for one generation, checked. A
+    module-level function of plain data, so that a process or a Dask worker can run
+    it."""
+    scenario, kern, cpus, strategy, bounds = job
+    return check(resolve(scenario).program(kern, cpus), strategy, bounds=bounds)
+
+
+def simulate_job(job: tuple[Workload, MachineSource, str, int | None, Sysctl | None, int],
+                 ) -> SimResult:
+    """One configuration of a workload comparison, built and run where the pool runs
+    it (machines are rebuilt there rather than shipped: a 16 GiB one is 70 MB)."""
+    from pagesim.cli.simulate import workload_machine
+
+    w, source, kern, cpus, sysctl, seed = job
+    m, info = workload_machine(w, *source, kernel_of(kern), cpus)
+    apply_sysctl(m, sysctl)
+    if sysctl is not None:
+        info["sysctl"] = {sysctl.name: sysctl.value}
+    return Simulation(m, w, seed, machine_info=info).run()
 
 
 def format_table(rows: list[Row], width: int = 70) -> str:
@@ -121,12 +144,19 @@ def add_commands(cli: click.Group) -> None:
                   help=f"workload: directory for {TABLE_NAME}, the plot and each run's "
                        "results")
     @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+    @click.option("--jobs", type=int, default=None,
+                  help="run the rows in N local processes (0: one per core; default 1, "
+                       "or PAGESIM_JOBS)")
+    @click.option("--scheduler", default=None,
+                  help="run the rows on a Dask cluster: its scheduler's address, e.g. "
+                       "tcp://host:8786 (or PAGESIM_SCHEDULER; needs pagesim[dask])")
     def compare_cmd(scenario: str | None, workload: str | None, kernels: str | None,
                     cpus: int | None, strategy: str | None, max_executions: int | None,
                     time_limit: float | None, preset: str | None,
                     zoneinfo_file: str | None, buddyinfo_file: str | None,
                     pagetypeinfo_file: str | None, sysctl: str | None, seed: int | None,
-                    out_dir: str | None, as_json: bool) -> None:
+                    out_dir: str | None, as_json: bool, jobs: int | None,
+                    scheduler: str | None) -> None:
         """Check SCENARIO (a built-in name or a scenario file, FILE.toml) on each of
         several kernel generations and print one table
         (verdict, executions, time, counterexample length).
@@ -152,7 +182,7 @@ def add_commands(cli: click.Group) -> None:
                     raise ValueError(f"{opt} applies to a scenario, not to --workload")
             compare_workload(workload, kernels, cpus, preset, zoneinfo_file, buddyinfo_file,
                              pagetypeinfo_file, sysctl, DEMO_SEED if seed is None else seed,
-                             out_dir, as_json)
+                             out_dir, as_json, jobs, scheduler)
             return
         if scenario is None:
             raise ValueError("give a SCENARIO to check, or --workload FILE|NAME to simulate")
@@ -178,9 +208,11 @@ def add_commands(cli: click.Group) -> None:
             seen.add(kern)
         sc.program(kernel_of(names[0]).name, cpus)  # and the CPU count
         bounds = Bounds.from_env().but(max_executions=max_executions, time_limit=time_limit)
-        if sys.stderr.isatty():
-            click.echo(f"checking {sc.name} on {len(names)} kernels ...", err=True)
-        rows = compare(sc.source or sc.name, names, cpus, strategy, bounds)
+        with make_pool(jobs, scheduler) as pool:
+            if sys.stderr.isatty():
+                click.echo(f"checking {sc.name} on {len(names)} kernels in "
+                           f"{pool.describe()} ...", err=True)
+            rows = compare(sc.source or sc.name, names, cpus, strategy, bounds, pool)
         if as_json:
             click.echo(json.dumps([
                 {"kernel": r.kernel, "verdict": r.result.verdict,
@@ -202,9 +234,10 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
                      preset: str | None, zoneinfo_file: str | None,
                      buddyinfo_file: str | None, pagetypeinfo_file: str | None,
                      sysctl: str | None, seed: int, out_dir: str | None,
-                     as_json: bool) -> None:
+                     as_json: bool, jobs: int | None = None,
+                     scheduler: str | None = None) -> None:
     """``pagesim compare --workload``: every input is checked and every machine built
-    before the first (long) run."""
+    before the first (long) run; with a pool, the runs (machines rebuilt) go there."""
     from pagesim.cli.simulate import _run_all, workload_machine
 
     if cpus is not None and not 1 <= cpus <= MAX_CPUS:
@@ -238,7 +271,14 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
         sims.append(Simulation(m, w, seed, machine_info=info))
     if out_dir is not None:
         make_dir(out_dir)  # before the (long) runs
-    results = _run_all(sims)
+    with make_pool(jobs, scheduler) as pool:
+        if isinstance(pool, SerialPool):
+            results = _run_all(sims)  # with the progress bars
+        else:
+            del sims, m, info  # the runs rebuild their machines: free these first
+            source = (zoneinfo_file, buddyinfo_file, pagetypeinfo_file, preset)
+            results = pool.map(simulate_job, [(w, source, c.kernel, cpus, c.sysctl, seed)
+                                              for c in configs])
     rows = [workload_row(c, r) for c, r in zip(configs, results, strict=True)]
     if out_dir is not None:
         _write_outputs(Path(out_dir), configs, results, rows)

@@ -23,6 +23,7 @@ step-by-step trace. This package depends on the runtime only, never on the model
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -39,11 +40,16 @@ from pagesim.explore.common import (
 )
 from pagesim.explore.dpor import explore_dfs, explore_dpor
 from pagesim.explore.minimize import minimize as minimize_found
-from pagesim.explore.random_walk import explore_pct, explore_random
+from pagesim.explore.random_walk import DEFAULT_EXECUTIONS, explore_pct, explore_random
 from pagesim.explore.stateful import explore_stateful
 from pagesim.runtime.executor import Program, Schedule, StepRecord, replay
 
-__all__ = ["STRATEGIES", "Bounds", "Result", "Schedule", "check", "format_trace"]
+__all__ = ["SAMPLED", "STRATEGIES", "Bounds", "Result", "Schedule", "check", "format_trace",
+           "merge_results", "split_bounds"]
+
+#: the strategies whose executions are independent samples: their budget splits over
+#: seeds, each part a search of its own, and the parts can run anywhere
+SAMPLED = ("random", "pct")
 
 EXPLORERS: dict[str, Callable[[Program, Bounds], Outcome]] = {
     "dpor": explore_dpor,
@@ -118,3 +124,41 @@ def format_trace(records: list[StepRecord], *, width: int = 72) -> str:
         cells[c] = text
         lines.append(f"{index:4} | " + " | ".join(x.ljust(w) for x in cells).rstrip())
     return "\n".join(lines)
+
+
+def split_bounds(bounds: Bounds, parts: int) -> list[Bounds]:
+    """A sampled search (``bounds.strategy`` random or pct) as ``parts`` independent
+    ones: seeds ``seed``, ``seed + 1``, ...; the execution budget shared out (the
+    first parts take the remainder); each keeps the time limit, which is a bound on
+    wall time wherever it runs. The callback ``on_execution`` is dropped: a part may
+    run in another process."""
+    if bounds.strategy not in SAMPLED:
+        raise ValueError(f"only a sampled search ({', '.join(SAMPLED)}) splits into "
+                         f"parts; {bounds.strategy} is one search")
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, not {parts}")
+    total = bounds.max_executions or DEFAULT_EXECUTIONS
+    parts = min(parts, total)
+    share, extra = divmod(total, parts)
+    return [dataclasses.replace(bounds, seed=bounds.seed + i, on_execution=None,
+                                max_executions=share + (i < extra))
+            for i in range(parts)]
+
+
+def merge_results(results: list[Result]) -> Result:
+    """The parts of a split search as one result: the first part (in seed order) that
+    found a violation gives the verdict, the counterexample and the seed that replays
+    it; executions, steps, pruned runs and violations add up; ``seconds`` is the
+    longest part's (they ran side by side)."""
+    if not results:
+        raise ValueError("no results to merge")
+    found = next((r for r in results if r.verdict == VIOLATION), None)
+    merged = dataclasses.replace(found if found is not None else results[0])
+    merged.executions = sum(r.executions for r in results)
+    merged.steps = sum(r.steps for r in results)
+    merged.pruned = sum(r.pruned for r in results)
+    merged.violations = sum(r.violations for r in results)
+    merged.seconds = max(r.seconds for r in results)
+    merged.complete = False
+    return merged
+
