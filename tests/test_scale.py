@@ -208,3 +208,19 @@ def test_check_on_a_dask_cluster(dask_scheduler: str,
                        "--max-executions", "40", "--json")
     doc = json.loads(out)
     assert code == 1 and doc["verdict"] == VIOLATION and doc["strategy"] == "pct"
+
+
+def test_simulate_in_local_processes_writes_the_same_files(tmp_path: Path) -> None:
+    """Traces included: the tracer comes back from the worker with its run."""
+    wl = tmp_path / "w.toml"
+    wl.write_text(WORKLOAD)
+    outs = []
+    for name, extra in (("serial", []), ("jobs", ["--jobs", "2"])):
+        out = tmp_path / name
+        code, _, err = run("simulate", "--workload", str(wl), "--kernel", "v5.10,v6.19",
+                           "--trace", "--out", str(out), *extra)
+        assert code == 0, err
+        outs.append(out)
+    for kern in ("v5.10", "v6.19"):
+        for f in ("results.json", "trace.txt", "trace.json"):
+            assert (outs[0] / kern / f).read_bytes() == (outs[1] / kern / f).read_bytes()

@@ -31,13 +31,12 @@ from pagesim.sim.compare import Config, Sysctl, apply_sysctl, check_config, pars
 from pagesim.sim.compare import format_table as format_workload_table
 from pagesim.sim.compare import row as workload_row
 from pagesim.sim.demo import DEMO_KERNELS, DEMO_PRESET, DEMO_SEED, resolve_workload
-from pagesim.sim.runner import SimResult, Simulation
-from pagesim.sim.workload import MAX_CPUS, Workload
+from pagesim.sim.runner import Simulation
+from pagesim.sim.workload import MAX_CPUS
 from pagesim.trace._files import make_dir
 
 DEFAULT_KERNELS = "v5.8,v5.10,v5.11,v5.11-unforced,v6.0,v6.11,v6.19"
-#: --zoneinfo, --buddyinfo, --pagetypeinfo, --preset: where a workload's machine comes from
-MachineSource = tuple[str | None, str | None, str | None, str | None]
+
 #: the file ``--out`` gets the table in (besides the plot and each run's results)
 TABLE_NAME = "compare.json"
 
@@ -76,20 +75,6 @@ def check_job(job: tuple[str, str, int | None, str, Bounds]) -> Result:
     it."""
     scenario, kern, cpus, strategy, bounds = job
     return check(resolve(scenario).program(kern, cpus), strategy, bounds=bounds)
-
-
-def simulate_job(job: tuple[Workload, MachineSource, str, int | None, Sysctl | None, int],
-                 ) -> SimResult:
-    """One configuration of a workload comparison, built and run where the pool runs
-    it (machines are rebuilt there rather than shipped: a 16 GiB one is 70 MB)."""
-    from pagesim.cli.simulate import workload_machine
-
-    w, source, kern, cpus, sysctl, seed = job
-    m, info = workload_machine(w, *source, kernel_of(kern), cpus)
-    apply_sysctl(m, sysctl)
-    if sysctl is not None:
-        info["sysctl"] = {sysctl.name: sysctl.value}
-    return Simulation(m, w, seed, machine_info=info).run()
 
 
 def format_table(rows: list[Row], width: int = 70) -> str:
@@ -238,7 +223,7 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
                      scheduler: str | None = None) -> None:
     """``pagesim compare --workload``: every input is checked and every machine built
     before the first (long) run; with a pool, the runs (machines rebuilt) go there."""
-    from pagesim.cli.simulate import _run_all, workload_machine
+    from pagesim.cli.simulate import _run_all, simulate_job, workload_machine
 
     if cpus is not None and not 1 <= cpus <= MAX_CPUS:
         raise ValueError(f"--cpus must be 1..{MAX_CPUS}, not {cpus}")
@@ -277,8 +262,8 @@ def compare_workload(workload_name: str, kernels: str | None, cpus: int | None,
         else:
             del sims, m, info  # the runs rebuild their machines: free these first
             source = (zoneinfo_file, buddyinfo_file, pagetypeinfo_file, preset)
-            results = pool.map(simulate_job, [(w, source, c.kernel, cpus, c.sysctl, seed)
-                                              for c in configs])
+            results = pool.map(simulate_job, [(w, source, c.kernel, cpus, c.sysctl, seed,
+                                               False) for c in configs])
     rows = [workload_row(c, r) for c, r in zip(configs, results, strict=True)]
     if out_dir is not None:
         _write_outputs(Path(out_dir), configs, results, rows)

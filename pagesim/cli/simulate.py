@@ -24,6 +24,8 @@ import click
 from pagesim.model.kernels import Kernel
 from pagesim.model.kernels import kernel as kernel_of
 from pagesim.model.mmzone import Machine
+from pagesim.scale import SerialPool, make_pool
+from pagesim.sim.compare import Sysctl, apply_sysctl
 from pagesim.sim.demo import (
     DEMO_KERNELS,
     DEMO_PRESET,
@@ -65,10 +67,16 @@ def register(cli: click.Group) -> None:
               help="directory for the results file (and traces)")
 @click.option("--trace", is_flag=True, help="record kmem trace events (needs --out)")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
+@click.option("--jobs", type=int, default=None,
+              help="run the generations in N local processes (0: one per core; default 1, "
+                   "or PAGESIM_JOBS)")
+@click.option("--scheduler", default=None,
+              help="run them on a Dask cluster: its scheduler's address (or "
+                   "PAGESIM_SCHEDULER; needs pagesim[dask])")
 def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
              pagetypeinfo_file: str | None, preset: str | None, kernel_names: str | None,
              cpus: int | None, workload_file: str | None, seed: int, out_dir: str | None,
-             trace: bool, as_json: bool) -> None:
+             trace: bool, as_json: bool, jobs: int | None, scheduler: str | None) -> None:
     """Run a workload on a real-size machine, per kernel generation, and summarise it.
 
     Without arguments: the 2020 story (an offline of a memory block under load) on a
@@ -107,7 +115,13 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
             fail(str(e))
     if out_dir:
         make_dir(out_dir)  # before the (long) runs: an --out that cannot be made fails now
-    results = _run_all(sims)
+    with make_pool(jobs, scheduler) as pool:
+        if isinstance(pool, SerialPool):
+            results = _run_all(sims)  # with the progress bars
+        else:
+            source = (zoneinfo_file, buddyinfo_file, pagetypeinfo_file, preset)
+            results = pool.map(simulate_job, [(workload, source, s.m.kernel.name, cpus,
+                                               None, seed, trace) for s in sims])
     out = Path(out_dir) if out_dir else None
     if out is not None:
         can_plot = plots_available()
@@ -132,6 +146,26 @@ def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
             click.echo(f"results in {out}/")
     if any(r.violation is not None for r in results):
         sys.exit(1)
+
+
+#: --zoneinfo, --buddyinfo, --pagetypeinfo, --preset: where a workload's machine comes from
+MachineSource = tuple[str | None, str | None, str | None, str | None]
+
+
+def simulate_job(job: tuple[Workload, MachineSource, str, int | None, Sysctl | None, int,
+                            bool]) -> SimResult:
+    """One run of ``simulate`` or one configuration of ``compare --workload``, built and
+    run where the pool runs it (the machine is rebuilt there rather than shipped: a
+    16 GiB one is 70 MB); with ``trace``, its tracer comes back with the result. A
+    module-level function of plain data, so that a process or a Dask worker can run
+    it."""
+    w, source, kern, cpus, sysctl, seed, trace = job
+    m, info = workload_machine(w, *source, kernel_of(kern), cpus)
+    apply_sysctl(m, sysctl)
+    if sysctl is not None:
+        info["sysctl"] = {sysctl.name: sysctl.value}
+    return Simulation(m, w, seed, tracer=_tracer() if trace else None,
+                      machine_info=info).run()
 
 
 def workload_machine(workload: Workload, zoneinfo_file: str | None,
