@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from pagesim.cli.options import pool_options
 from pagesim.explore import SAMPLED, STRATEGIES, check, format_trace, merge_results, split_bounds
 from pagesim.explore.common import VIOLATION, Bounds, Result
 from pagesim.model.kernels import NEWEST
@@ -232,12 +233,7 @@ def add_commands(cli: click.Group) -> None:
                   "here (for `pagesim replay`)")
     @click.option("--reproducer", "repro", default=None,
                   help="write a runnable Python reproducer of the counterexample here")
-    @click.option("--jobs", type=int, default=None,
-                  help="random/pct: split the executions over N local processes, seeds "
-                       "SEED..SEED+N-1 (0: one per core)")
-    @click.option("--scheduler", default=None,
-                  help="random/pct: split them over a Dask cluster's workers (its "
-                       "scheduler's address; needs pagesim[dask])")
+    @pool_options("the parts of a random or pct search (seeds SEED, SEED+1, ...)")
     def check_cmd(scenario: str, kernel_name: str | None, cpus: int | None, strategy: str,
                   seed: int | None, max_executions: int | None, max_steps: int | None,
                   as_json: bool, save: str | None, repro: str | None, jobs: int | None,

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pagesim.cli.options import pool_options
 from pagesim.explore import STRATEGIES, check
 from pagesim.explore.common import Bounds, Result
 from pagesim.model.kernels import kernel as kernel_of
@@ -129,12 +130,7 @@ def add_commands(cli: click.Group) -> None:
                   help=f"workload: directory for {TABLE_NAME}, the plot and each run's "
                        "results")
     @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
-    @click.option("--jobs", type=int, default=None,
-                  help="run the rows in N local processes (0: one per core; default 1, "
-                       "or PAGESIM_JOBS)")
-    @click.option("--scheduler", default=None,
-                  help="run the rows on a Dask cluster: its scheduler's address, e.g. "
-                       "tcp://host:8786 (or PAGESIM_SCHEDULER; needs pagesim[dask])")
+    @pool_options("the rows")
     def compare_cmd(scenario: str | None, workload: str | None, kernels: str | None,
                     cpus: int | None, strategy: str | None, max_executions: int | None,
                     time_limit: float | None, preset: str | None,

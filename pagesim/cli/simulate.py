@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from pagesim.cli.options import pool_options
 from pagesim.model.kernels import Kernel
 from pagesim.model.kernels import kernel as kernel_of
 from pagesim.model.mmzone import Machine
@@ -67,12 +68,7 @@ def register(cli: click.Group) -> None:
               help="directory for the results file (and traces)")
 @click.option("--trace", is_flag=True, help="record kmem trace events (needs --out)")
 @click.option("--json", "as_json", is_flag=True, help="print the results as JSON")
-@click.option("--jobs", type=int, default=None,
-              help="run the generations in N local processes (0: one per core; default 1, "
-                   "or PAGESIM_JOBS)")
-@click.option("--scheduler", default=None,
-              help="run them on a Dask cluster: its scheduler's address (or "
-                   "PAGESIM_SCHEDULER; needs pagesim[dask])")
+@pool_options("the generations")
 def simulate(zoneinfo_file: str | None, buddyinfo_file: str | None,
              pagetypeinfo_file: str | None, preset: str | None, kernel_names: str | None,
              cpus: int | None, workload_file: str | None, seed: int, out_dir: str | None,
