@@ -33,9 +33,10 @@ and 140,000 page operations per CPU second; 0.2 s of it in the three invariant c
 of the 4-million-page machine (which read runs of allocated, reserved, offline and hole
 pages and the tails of free blocks in bulk; page by page they took 2.2 s), about 75% in
 whole operations, and about 15% in the stepped runtime. The model alone runs about
-280,000 operations/s with pcp disabled (620,000 with the pcplists on). The 300,000
-target therefore needs a faster model (the buddy path that a disabled pcplist exercises
-on every operation), not a faster scheduler.
+290,000 operations/s with pcp disabled (630,000 with the pcplists on), and about
+350,000 with every per-pfn field a list. The 300,000 target therefore needs a faster
+model (the buddy path that a disabled pcplist exercises on every operation), faster
+than CPython and any layout of the machine make it, not a faster scheduler.
 
 CPU seconds (``time.process_time``) are the measure, because other processes share the
 box; wall seconds are printed too. Usage:
