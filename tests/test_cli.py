@@ -65,6 +65,17 @@ def test_kernels_json() -> None:
     assert names["pcp_high_autotune"] == "v6.7"
 
 
+def test_releases_are_every_version_kernel_accepts() -> None:
+    from pagesim.model.kernels import UnknownKernelError, kernel, releases
+
+    names = releases()
+    assert names[0] == "v5.8" and names[-1] == "v6.19" and len(names) == 32
+    assert [kernel(n).name for n in names] == names
+    for outside in ("v5.7", "v5.20", "v6.20"):
+        with pytest.raises(UnknownKernelError):
+            kernel(outside)
+
+
 def test_demo_runs() -> None:
     code, out, _ = run("demo", "--kernel", "v5.10,v6.19")
     assert code == 0

@@ -275,6 +275,13 @@ def kernel(name: str | Kernel) -> Kernel:
 
 #: Releases listed by ``pagesim kernels``: those where something in CHANGES begins, plus
 #: the endpoints. Any release in the range is accepted, these are the milestones.
+def releases() -> list[str]:
+    """Every release pagesim models, oldest first (``v5.8`` ... ``v6.19``)."""
+    return [f"v{major}.{minor}" for major in sorted(_LAST_MINOR)
+            for minor in range(_LAST_MINOR[major] + 1)
+            if OLDEST <= (major, minor) <= NEWEST]
+
+
 def milestones() -> list[Kernel]:
     vers = sorted({OLDEST, NEWEST, *(c.since for c in CHANGES), (6, 1), (6, 6)})
     return [kernel(f"v{a}.{b}") for a, b in vers]
