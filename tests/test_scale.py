@@ -224,3 +224,15 @@ def test_simulate_in_local_processes_writes_the_same_files(tmp_path: Path) -> No
     for kern in ("v5.10", "v6.19"):
         for f in ("results.json", "trace.txt", "trace.json"):
             assert (outs[0] / kern / f).read_bytes() == (outs[1] / kern / f).read_bytes()
+
+
+def test_a_worker_without_the_jobs_module_is_one_line(tmp_path: Path, dask_scheduler: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose module only this process can import (pagesim missing on a worker,
+    say) fails with an error that says so, not a traceback from the cluster."""
+    (tmp_path / "only_here.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    only_here = importlib.import_module("only_here")
+    with DaskPool(dask_scheduler) as pool, pytest.raises(PoolError) as info:
+        pool.map(only_here.double, [1, 2])
+    assert "cannot import only_here: install pagesim on every worker" in str(info.value)

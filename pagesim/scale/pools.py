@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import multiprocessing
 import os
 from abc import ABC, abstractmethod
@@ -111,13 +112,36 @@ class DaskPool(Pool):
         except (OSError, ValueError) as e:  # refused, timed out, not an address
             raise PoolError(f"--scheduler {address}: cannot reach the scheduler "
                             f"({e})") from None
+        self._killed: type[Exception] = distributed.KilledWorker
+        self._importable: set[str] = set()
         workers = self._client.scheduler_info().get("workers", {})
         self.width = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        self._check_workers_import(fn.__module__)
         futures = self._client.map(fn, list(items), pure=False)
-        result: list[R] = self._client.gather(futures)
+        try:
+            result: list[R] = self._client.gather(futures)
+        except self._killed as e:  # a worker died under the job, more than once
+            raise PoolError(f"--scheduler {self.address}: workers died running a job "
+                            f"({e})") from None
         return result
+
+    def _check_workers_import(self, module: str) -> None:
+        """Every worker can import the job's module. Without this, a worker that
+        cannot (pagesim not installed there) fails to read the task at all, and the
+        map waits forever. The probe is a stdlib function, so any worker can run it."""
+        if module in self._importable:
+            return
+        try:
+            found = self._client.run(importlib.util.find_spec, module)
+        except ModuleNotFoundError:
+            found = {"a worker": None}
+        missing = sorted(str(w) for w, spec in found.items() if spec is None)
+        if missing:
+            raise PoolError(f"--scheduler {self.address}: {missing[0]} cannot import "
+                            f"{module}: install pagesim on every worker")
+        self._importable.add(module)
 
     def close(self) -> None:
         self._client.close()
