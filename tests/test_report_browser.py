@@ -171,6 +171,9 @@ def test_simulation_page_in_chromium(browser: Any, tmp_path: Path) -> None:
     assert f"pfn {pfn} " in detail.text
     assert f"onto cpu{item['cpu']}'s pcplist" in detail.text
     assert "Counters sampled at step".upper() in detail.text.upper()
+    text = detail.text.upper()
+    assert "PAGES ON PCPLISTS" in text and "CPU0" in text
+    assert "FREE BLOCKS" in text and "ORDER 10" in text
     # the offline is a span on CPU0's lane, and clicking it shows how it ended
     span = next(k for k, it in enumerate(doc["items"]) if it["kind"] == "span")
     box = browser.find_element(By.CSS_SELECTOR, f'#canvas .lane[data-cpu="0"] '

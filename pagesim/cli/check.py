@@ -69,10 +69,11 @@ class _Progress:
             sys.stderr.flush()
 
 
-def search_job(job: tuple[str, str, int, Bounds]) -> Result:
-    """One part of a split random or PCT search (``--jobs``, ``--scheduler``): the
-    scenario's program for one generation, searched with the part's seed and share of
-    the executions. Module-level and plain data, so a process or a Dask worker runs it."""
+def check_job(job: tuple[str, str, int | None, Bounds]) -> Result:
+    """One check run where a pool runs it: the scenario's program for one generation,
+    searched as ``bounds`` say (a row of ``compare``, or one part of a split random or
+    PCT search with its seed and share of the executions). Module-level and plain data,
+    so a process or a Dask worker runs it."""
     scenario, kern, cpus, bounds = job
     return check(resolve(scenario).program(kern, cpus), bounds=bounds)
 
@@ -262,7 +263,7 @@ def add_commands(cli: click.Group) -> None:
                                          max_steps=max_steps)
                 parts = split_bounds(bounds, pool.width)
                 result = merge_results(pool.map(
-                    search_job, [(sc.source or sc.name, kern, n, b) for b in parts]))
+                    check_job, [(sc.source or sc.name, kern, n, b) for b in parts]))
             else:
                 progress = _Progress()
                 try:

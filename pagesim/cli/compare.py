@@ -22,8 +22,9 @@ from typing import Any
 
 import click
 
+from pagesim.cli.check import check_job
 from pagesim.cli.options import pool_options
-from pagesim.explore import STRATEGIES, check
+from pagesim.explore import STRATEGIES
 from pagesim.explore.common import Bounds, Result
 from pagesim.model.kernels import kernel as kernel_of
 from pagesim.scale import Pool, SerialPool, make_pool
@@ -65,17 +66,10 @@ def compare(scenario: str, kernels: list[str], cpus: int | None, strategy: str,
     """Check ``scenario`` (a name or a scenario file) on every kernel of ``kernels``;
     the rows in that order, wherever ``pool`` runs them (here by default)."""
     names = [kernel_of(name).name for name in kernels]
-    jobs = [(scenario, kern, cpus, strategy, bounds) for kern in names]
+    b = bounds.but(strategy=strategy)
+    jobs = [(scenario, kern, cpus, b) for kern in names]
     results = (pool or SerialPool()).map(check_job, jobs)
     return [Row(kern, r) for kern, r in zip(names, results, strict=True)]
-
-
-def check_job(job: tuple[str, str, int | None, str, Bounds]) -> Result:
-    """One row: a fresh program of the scenario for one generation, checked. A
-    module-level function of plain data, so that a process or a Dask worker can run
-    it."""
-    scenario, kern, cpus, strategy, bounds = job
-    return check(resolve(scenario).program(kern, cpus), strategy, bounds=bounds)
 
 
 def format_table(rows: list[Row], width: int = 70) -> str:

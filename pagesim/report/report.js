@@ -306,26 +306,20 @@
       (k > 0 ? " (change since step " + s.step[k - 1] + ")" : "")));
     const delta = (series, j) => (k > 0 && series ? series[k][j] - series[k - 1][j] : null);
     const cols = el("div", "cols");
-    if (s.pcp_pages) {
-      const rows = s.pcp_pages[k].map((v, c) => {
-        const d = delta(s.pcp_pages, c);
-        return row(["CPU" + c, v, d === null ? "" : (d > 0 ? "+" : "") + d]);
+    // one column per sampled series: a row per CPU or order, its value and change
+    const column = (title, series, label) => {
+      if (!series) return;
+      const rows = series[k].map((v, j) => {
+        const d = delta(series, j);
+        return row([label(j), v, d === null ? "" : (d > 0 ? "+" : "") + d]);
       });
       const sec = el("div");
-      sec.appendChild(el("h3", null, "pages on pcplists"));
+      sec.appendChild(el("h3", null, title));
       sec.appendChild(table(null, rows));
       cols.appendChild(sec);
-    }
-    if (s.free_blocks) {
-      const rows = s.free_blocks[k].map((v, o) => {
-        const d = delta(s.free_blocks, o);
-        return row(["order " + o, v, d === null ? "" : (d > 0 ? "+" : "") + d]);
-      });
-      const sec = el("div");
-      sec.appendChild(el("h3", null, "free blocks"));
-      sec.appendChild(table(null, rows));
-      cols.appendChild(sec);
-    }
+    };
+    column("pages on pcplists", s.pcp_pages, (c) => "CPU" + c);
+    column("free blocks", s.free_blocks, (o) => "order " + o);
     const scalars = ["nr_free_pages", "in_use", "isolated_on_pcp", "drains", "remote_drains",
                      "migrations", "offline_retries"].filter((n) => s[n]);
     if (scalars.length) {
